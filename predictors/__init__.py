@@ -1,0 +1,1 @@
+"""compactnet.predictors stage."""

@@ -1,0 +1,1 @@
+"""compactnet.profilers stage."""
