@@ -1,0 +1,3 @@
+from compactnet.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from compactnet.data import load_cifar10
+from compactnet.errors import ConfigError, ModelFileError
+from compactnet.models import create_model
+from compactnet.train import augment, evaluate, get_recipe, lr_at, train
+
+TINY = {"stages": [4, 8, 8], "inner": [4] * 9}
+
+
+def test_augment_keeps_shape_and_content():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8)
+    y = augment(x, gen)
+    assert y.shape == x.shape and y.dtype == torch.uint8
+    # each output is a crop of the padded input: its pixels come from the input or the zero padding
+    assert set(y.unique().tolist()) <= set(x.unique().tolist()) | {0}
+
+
+def test_cosine_schedule():
+    r = get_recipe("default", epochs=10, lr=0.1, warmup_epochs=1.0)
+    assert lr_at(r, 0.5) < r.lr
+    assert lr_at(r, 1.0) == pytest.approx(r.lr)
+    assert lr_at(r, 10.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_unknown_recipe():
+    with pytest.raises(ConfigError, match="--recipe"):
+        get_recipe("adamw-magic")
+
+
+def test_training_learns_and_resumes(tiny_npz, tmp_path):
+    ds = load_cifar10(tiny_npz)
+    rec = get_recipe("default", epochs=3, batch_size=32, lr=0.05, label_smoothing=0.0)
+    torch.manual_seed(0)
+    full = create_model("resnet20", TINY)
+    res = train(full, ds.train, ds.val, rec, out_dir=tmp_path / "a", seed=1, progress=False)
+    assert len(res.history) == 3
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+    # Simulate the interruption: train 3 epochs in a run whose checkpoint we cut at epoch 2.
+    torch.manual_seed(0)
+    part = create_model("resnet20", TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train(part, ds.train, ds.val, rec, out_dir=tmp_path / "b", seed=1, progress=False,
+              on_epoch=lambda r: _stop_at(r, 2))
+    torch.manual_seed(123)  # a different global state must not matter after resume
+    resumed = create_model("resnet20", TINY)
+    res_b = train(resumed, ds.train, ds.val, rec, out_dir=tmp_path / "b", seed=1, progress=False)
+    assert [h["train_loss"] for h in res_b.history] == pytest.approx([h["train_loss"] for h in res.history])
+    assert evaluate(resumed, ds.test) == evaluate(full, ds.test)
+
+
+def _stop_at(record, epoch):
+    if record["epoch"] == epoch:
+        raise KeyboardInterrupt
+
+
+def test_resume_refuses_other_recipe(tiny_npz, tmp_path):
+    ds = load_cifar10(tiny_npz)
+    m = create_model("resnet20", TINY)
+    train(m, ds.train, None, get_recipe("default", epochs=1, batch_size=64), out_dir=tmp_path, progress=False)
+    with pytest.raises(ModelFileError, match="another recipe"):
+        train(m, ds.train, None, get_recipe("default", epochs=2, batch_size=64), out_dir=tmp_path, progress=False)
