@@ -1,0 +1,539 @@
+"""The measurement protocol (DESIGN's rule "what measured latency and speedup mean"), implemented once.
+
+Every benchmark, search report and zoo card measures through :func:`compare` (or :func:`measure`
+for one model):
+
+* batch 1, the model's own input shape, the platform's precision and threads (see
+  :mod:`compactnet.runtimes`; one intra-op thread in the ``-t1`` keys);
+* the models are loaded (compiled) once, warmed up, then timed **interleaved** in the same process
+  in ``rounds`` (≥ 7) rounds. Each round visits the models in a freshly shuffled (seeded) order and
+  times ``runs`` back-to-back calls of each model (``interleave="block"``, the default);
+* a model's latency is the **median of its round medians**; its spread is the 25th-75th percentile
+  range of the round medians (the middle half of rounds, i.e. how much the figure moves with the
+  machine's state);
+* a speedup of model *i* is ``latency(first) / latency(i)``, with a 95 % **bootstrap interval over
+  rounds** (rounds resampled jointly for both models, since a round is one machine state);
+  a target speedup **is reached** when the interval's lower bound reaches it (:func:`reached`);
+* the load beyond our own process is measured during the timing window; above ``max_load``
+  (0.5 CPU cores) the comparison is refused (``busy="refuse"``) or flagged (``busy="flag"``), never
+  silently kept.
+
+Why blocks of back-to-back runs rather than alternating models call by call: a deployed model
+serves repeated requests, so its latency is the one it has in its own steady cache state. Calling
+models alternately would time each one after the others evicted its weights, a state that depends
+on *which* models happen to be compared (the same model would read differently beside a small and
+beside a large one). Shuffling the block order every round still spreads slow drifts and bursts of
+machine noise over all models, and pairing rounds in the bootstrap keeps the speedup interval
+honest about them. ``interleave="run"`` (alternate call by call) is available for profiling layers
+in the cache state a network gives them (DESIGN's facts on layer sums).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from compactnet.errors import MeasurementError, bad_value
+from compactnet.spec import Latency, Platform
+
+log = logging.getLogger(__name__)
+
+#: Fewest rounds the protocol accepts as a measurement (fewer is allowed, but logged and marked).
+MIN_ROUNDS = 7
+#: Default ceiling of CPU cores kept busy by other processes.
+MAX_LOAD = 0.5
+BUSY_POLICIES = ("refuse", "flag", "ignore")
+INTERLEAVE_MODES = ("block", "run")
+
+
+# ----- timing ---------------------------------------------------------------------------------------
+def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: int = 40, warmup: int = 10,
+                     seed: int = 0, timer: Callable[[], int] = time.perf_counter_ns, *,
+                     interleave: str = "block", block_warmup: int = 1,
+                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Time several callables interleaved in rounds.
+
+    Each callable is first called ``warmup`` times (untimed). Then, in every round, the models are
+    visited in a seeded random order; with ``interleave="block"`` each model makes
+    ``block_warmup`` untimed calls and then ``runs`` timed back-to-back calls; with
+    ``interleave="run"`` the round makes ``runs`` passes, each calling every model once in the
+    round's order. Every call is timed on its own; the garbage collector is off while timing.
+
+    Args:
+        fns: Zero-argument callables, one inference each.
+        rounds: Number of rounds (the protocol uses ≥ 7).
+        runs: Timed calls per model per round.
+        warmup: Untimed calls per model before the first round.
+        seed: Seed of the round orders.
+        timer: Clock in integer nanoseconds (a virtual clock for simulated runtimes).
+        interleave: ``block`` (default) or ``run``; see the module docstring for the choice.
+        block_warmup: Untimed calls at the start of each block (``block`` mode only).
+        progress: Called with (rounds done, rounds) after every round.
+
+    Returns:
+        Seconds, shape ``(len(fns), rounds, runs)``.
+
+    Raises:
+        ConfigError: A non-positive count or an unknown mode.
+    """
+    if not fns:
+        raise bad_value("models", "at least one model", len(fns))
+    for name, v, low in (("rounds", rounds, 1), ("runs", runs, 1), ("warmup", warmup, 0),
+                         ("block_warmup", block_warmup, 0)):
+        if int(v) != v or v < low:
+            raise bad_value(name, f"an integer >= {low}", v)
+    if interleave not in INTERLEAVE_MODES:
+        raise bad_value("interleave", "one of " + ", ".join(INTERLEAVE_MODES), interleave)
+    n = len(fns)
+    out = np.zeros((n, rounds, runs), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for fn in fns:
+            for _ in range(warmup):
+                fn()
+        for r in range(rounds):
+            order = rng.permutation(n)
+            if interleave == "block":
+                for i in order:
+                    fn = fns[i]
+                    for _ in range(block_warmup):
+                        fn()
+                    row = out[i, r]
+                    for k in range(runs):
+                        t0 = timer()
+                        fn()
+                        row[k] = timer() - t0
+            else:
+                for k in range(runs):
+                    for i in order:
+                        t0 = timer()
+                        fns[i]()
+                        out[i, r, k] = timer() - t0
+            if progress is not None:
+                progress(r + 1, rounds)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return out.astype(np.float64) * 1e-9
+
+
+def round_medians(times: np.ndarray) -> np.ndarray:
+    """Median of each round: ``(rounds, runs) -> (rounds,)``; 1-D input is taken as round medians."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.ndim == 1:
+        return t
+    if t.ndim != 2:
+        raise bad_value("times", "an array of shape (rounds, runs) or (rounds,)", t.shape)
+    return np.median(t, axis=1)
+
+
+def summarise(times_model: np.ndarray) -> Latency:
+    """The protocol's latency of one model from its timings.
+
+    Args:
+        times_model: Seconds, shape ``(rounds, runs)``.
+
+    Returns:
+        :class:`~compactnet.spec.Latency` with ``median_ms`` = median of the round medians,
+        ``low_ms``/``high_ms`` = 25th/75th percentiles of the round medians (linear
+        interpolation), ``runs`` = timed calls in all, ``rounds`` = the round medians (ms).
+    """
+    t = np.asarray(times_model, dtype=np.float64)
+    if t.ndim != 2 or t.size == 0:
+        raise bad_value("times_model", "a non-empty array of shape (rounds, runs)", t.shape)
+    med = round_medians(t) * 1e3
+    low, high = np.percentile(med, [25, 75])
+    return Latency(float(np.median(med)), float(low), float(high), int(t.size), tuple(med.tolist()))
+
+
+def bootstrap_ratio(a_rounds: np.ndarray, b_rounds: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                    level: float = 0.95, paired: bool | None = None) -> tuple[float, float, float]:
+    """Ratio ``median(a) / median(b)`` of round medians with a percentile-bootstrap interval.
+
+    With ``a`` the baseline and ``b`` a faster model this is ``b``'s speedup over ``a``.
+
+    Args:
+        a_rounds: Round medians of the numerator model (``(rounds,)``), or its ``(rounds, runs)``
+            timings (reduced to round medians).
+        b_rounds: Same for the denominator model.
+        n_boot: Bootstrap resamples.
+        seed: Seed of the resampling.
+        level: Coverage of the interval.
+        paired: Resample the same round indices for both (rounds taken at the same time share the
+            machine state). Default: paired when both have the same number of rounds.
+
+    Returns:
+        ``(ratio, low, high)``.
+    """
+    a, b = round_medians(a_rounds), round_medians(b_rounds)
+    if a.size == 0 or b.size == 0:
+        raise bad_value("rounds", "at least one round per model", (a.size, b.size))
+    if not 0 < level < 1:
+        raise bad_value("level", "a coverage between 0 and 1, e.g. 0.95", level)
+    if paired is None:
+        paired = a.size == b.size
+    if paired and a.size != b.size:
+        raise bad_value("paired", "False when the models have different numbers of rounds", paired)
+    ratio = float(np.median(a) / np.median(b))
+    rng = np.random.default_rng(seed)
+    ia = rng.integers(0, a.size, (int(n_boot), a.size))
+    ib = ia if paired else rng.integers(0, b.size, (int(n_boot), b.size))
+    boots = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    return ratio, float(low), float(high)
+
+
+# ----- machine load -----------------------------------------------------------------------------------
+def _proc_stat_busy() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat") as fh:
+            parts = fh.readline().split()
+    except OSError:
+        return None
+    if not parts or parts[0] != "cpu":
+        return None
+    v = [int(x) for x in parts[1:]]
+    v += [0] * (8 - len(v))
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def _proc_cpu_ticks(pid: int) -> int:
+    """CPU jiffies used by a process (all threads) and its waited-for children."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return 0
+    fields = text[text.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17.
+    return sum(int(x) for x in fields[11:15])
+
+
+class LoadMonitor:
+    """CPU cores kept busy by *other* processes over a window.
+
+    On Linux it reads the whole machine's busy time from ``/proc/stat`` and subtracts the CPU time
+    our own process (all threads, plus children it waited for) used in the same window, normalised
+    by the window's length: 1.0 means one core fully used by someone else. Elsewhere it falls back to
+    the 1-minute load average minus our own process's CPU use over the window.
+
+    Use as a context manager or with :meth:`start` / :meth:`stop`; :attr:`load` holds the result.
+    """
+
+    def __init__(self, own_pid: int | None = None):
+        self.own_pid = own_pid or os.getpid()
+        self.load = math.nan
+        self._t0: tuple | None = None
+
+    def _own(self) -> float:
+        """Our CPU seconds."""
+        if self.own_pid == os.getpid() and not os.path.exists("/proc/self/stat"):
+            return time.process_time()
+        return _proc_cpu_ticks(self.own_pid) / _CLK_TCK
+
+    def start(self) -> "LoadMonitor":
+        self._t0 = (_proc_stat_busy(), self._own(), time.monotonic())
+        return self
+
+    def stop(self) -> float:
+        """End the window and return the load beyond our process (cores, >= 0)."""
+        if self._t0 is None:
+            raise MeasurementError("LoadMonitor.stop() called before start()")
+        stat0, own0, wall0 = self._t0
+        stat1, own1, wall1 = _proc_stat_busy(), self._own(), time.monotonic()
+        own = max(0.0, own1 - own0)
+        if stat0 is not None and stat1 is not None and stat1[1] > stat0[1]:
+            ncpu = os.cpu_count() or 1
+            busy_s = (stat1[0] - stat0[0]) / _CLK_TCK
+            window_s = (stat1[1] - stat0[1]) / _CLK_TCK / ncpu
+            self.load = max(0.0, (busy_s - own) / window_s)
+        else:
+            try:
+                avg = os.getloadavg()[0]
+            except (OSError, AttributeError):
+                self.load = math.nan
+                return self.load
+            self.load = max(0.0, avg - own / max(wall1 - wall0, 1e-9))
+        return self.load
+
+    def __enter__(self) -> "LoadMonitor":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+try:
+    _CLK_TCK = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _CLK_TCK = 100
+
+
+def machine_load(own_pid: int | None = None, window: float = 0.5) -> float:
+    """CPU cores kept busy by processes other than ours, measured over ``window`` seconds.
+
+    Our process sleeps meanwhile, so what is measured is the others' use. See :class:`LoadMonitor`.
+
+    Returns:
+        Cores busy beyond our own process (0.0 idle, 1.0 one core fully used), NaN when the platform
+        exposes neither ``/proc/stat`` nor a load average.
+    """
+    mon = LoadMonitor(own_pid).start()
+    time.sleep(max(0.0, float(window)))
+    return mon.stop()
+
+
+def loadavg_1min() -> float:
+    """The 1-minute load average (NaN where there is none), recorded for reference."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return math.nan
+
+
+# ----- comparison ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """Models timed together by the protocol on one platform.
+
+    Attributes:
+        platform: Where (with hardware and runtime version).
+        names: Model names, the first being the baseline.
+        latencies: Each model's latency (median of round medians, IQR of round medians).
+        speedups: ``(ratio, low, high)`` of ``latency(first) / latency(i)`` with its bootstrap
+            interval; ``(1, 1, 1)`` for the first model.
+        load: CPU cores busy beyond our process (the larger of a short check before and the
+            measurement over the timing window).
+        busy: ``load`` exceeded ``max_load`` and the policy was ``flag`` (or ``ignore``).
+        when: ISO-8601 UTC time at the start of timing.
+        rounds: Rounds timed.
+        runs: Timed calls per model per round.
+        warmup: Untimed calls per model before the first round.
+        seed: Seed of the round orders and the bootstrap.
+        interleave: ``block`` or ``run``.
+        level: Coverage of the speedup intervals.
+        max_load: The load ceiling applied.
+        loadavg: 1-minute load average at the end, for reference.
+    """
+
+    platform: Platform
+    names: tuple[str, ...]
+    latencies: tuple[Latency, ...]
+    speedups: tuple[tuple[float, float, float], ...]
+    load: float
+    busy: bool
+    when: str
+    rounds: int = MIN_ROUNDS
+    runs: int = 40
+    warmup: int = 10
+    seed: int = 0
+    interleave: str = "block"
+    level: float = 0.95
+    max_load: float = MAX_LOAD
+    loadavg: float = math.nan
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "latencies", tuple(self.latencies))
+        object.__setattr__(self, "speedups", tuple(tuple(float(x) for x in s) for s in self.speedups))
+        if not (len(self.names) == len(self.latencies) == len(self.speedups)):
+            raise bad_value("names/latencies/speedups", "lists of one length", (len(self.names),
+                            len(self.latencies), len(self.speedups)))
+
+    @property
+    def protocol_ok(self) -> bool:
+        """At least 7 rounds and a machine that was not busy."""
+        return self.rounds >= MIN_ROUNDS and not self.busy
+
+    def index(self, model: int | str) -> int:
+        """Position of a model given by index or name."""
+        if isinstance(model, str):
+            if model not in self.names:
+                raise bad_value("model", "one of " + ", ".join(self.names), model)
+            return self.names.index(model)
+        if not -len(self.names) <= int(model) < len(self.names):
+            raise bad_value("model", f"an index below {len(self.names)}", model)
+        return int(model) % len(self.names)
+
+    def latency(self, model: int | str) -> Latency:
+        """Latency of a model by index or name."""
+        return self.latencies[self.index(model)]
+
+    def speedup(self, model: int | str) -> tuple[float, float, float]:
+        """``(ratio, low, high)`` of a model by index or name."""
+        return self.speedups[self.index(model)]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (NaN written as null)."""
+        nan = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+        return {"platform": self.platform.to_dict(), "names": list(self.names),
+                "latencies": [l.to_dict() for l in self.latencies],
+                "speedups": [{"ratio": r, "low": lo, "high": hi} for r, lo, hi in self.speedups],
+                "load": nan(self.load), "busy": self.busy, "when": self.when, "rounds": self.rounds,
+                "runs": self.runs, "warmup": self.warmup, "seed": self.seed, "interleave": self.interleave,
+                "level": self.level, "max_load": self.max_load, "loadavg": nan(self.loadavg),
+                "protocol_ok": self.protocol_ok}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Comparison":
+        """Inverse of :meth:`to_dict`."""
+        un = lambda v: math.nan if v is None else float(v)  # noqa: E731
+        return cls(Platform.from_dict(d["platform"]), tuple(d["names"]),
+                   tuple(Latency.from_dict(l) for l in d["latencies"]),
+                   tuple((s["ratio"], s["low"], s["high"]) for s in d["speedups"]),
+                   un(d.get("load")), bool(d["busy"]), d["when"], int(d.get("rounds", MIN_ROUNDS)),
+                   int(d.get("runs", 40)), int(d.get("warmup", 10)), int(d.get("seed", 0)),
+                   d.get("interleave", "block"), float(d.get("level", 0.95)),
+                   float(d.get("max_load", MAX_LOAD)), un(d.get("loadavg")))
+
+    def table(self) -> str:
+        """A plain-text table: latency, spread and speedup with its interval per model."""
+        width = max(8, *(len(n) for n in self.names))
+        state = f"load {self.load:.2f}" + (" BUSY (flagged)" if self.busy else "")
+        head = (f"{self.platform.describe()} · {self.rounds} rounds × {self.runs} runs · {state}"
+                + ("" if self.rounds >= MIN_ROUNDS else f" · fewer than {MIN_ROUNDS} rounds"))
+        pct = int(round(self.level * 100))
+        lines = [head, f"{'model':<{width}}  {'median ms':>10}  {'IQR of rounds':>17}  speedup [{pct}% CI]"]
+        for name, lat, (r, lo, hi) in zip(self.names, self.latencies, self.speedups):
+            iqr = f"{lat.low_ms:.4f}-{lat.high_ms:.4f}"
+            sp = "1.00x (baseline)" if name == self.names[0] and r == 1.0 else f"{r:.2f}x [{lo:.2f}, {hi:.2f}]"
+            lines.append(f"{name:<{width}}  {lat.median_ms:>10.4f}  {iqr:>17}  {sp}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _default_names(models: Sequence[Any]) -> list[str]:
+    names = []
+    for i, m in enumerate(models):
+        if isinstance(m, (str, os.PathLike)):
+            name = Path(m).stem
+        else:
+            name = getattr(m, "name", None) if not isinstance(m, (bytes, bytearray)) else None
+            name = name if isinstance(name, str) and name else f"model{i}"
+        names.append(name if name not in names else f"{name}#{i}")
+    return names
+
+
+def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = None, rounds: int = 7,
+            runs: int = 40, warmup: int = 10, busy: str = "refuse", max_load: float = MAX_LOAD, seed: int = 0,
+            *, interleave: str = "block", level: float = 0.95, n_boot: int = 2000, check_window: float = 0.5,
+            progress: Callable[[int, int], None] | None = None) -> Comparison:
+    """Time models together by the protocol and report latencies and speedups vs the first.
+
+    Args:
+        models: ONNX models (path, bytes or ``onnx.ModelProto``; for the synthetic runtime also
+            ``LayerSpec``/``NetworkSpec``). The first is the baseline.
+        platform: Platform key, :class:`~compactnet.spec.Platform`, or a ready
+            :class:`~compactnet.runtimes.Runner`.
+        names: Display names (default: file stems, or ``model0``, ``model1``, ...).
+        rounds: Rounds (the protocol needs ≥ 7; fewer is allowed for tests, logged and recorded).
+        runs: Timed calls per model per round.
+        warmup: Untimed calls per model before timing.
+        busy: What to do when other processes keep more than ``max_load`` cores busy:
+            ``refuse`` (raise), ``flag`` (keep, mark ``busy=True``, log a warning) or ``ignore``
+            (keep, mark ``busy=True``, no warning).
+        max_load: Cores busy beyond our process that are tolerated.
+        seed: Seed of the round orders and the bootstrap.
+        interleave: ``block`` (default) or ``run``; see :func:`time_interleaved`.
+        level: Coverage of the speedup intervals.
+        n_boot: Bootstrap resamples.
+        check_window: Seconds of the load check before loading and timing (0 skips it).
+        progress: Called with (rounds done, rounds).
+
+    Returns:
+        The :class:`Comparison`.
+
+    Raises:
+        MeasurementError: The machine is busy and ``busy="refuse"``.
+        ConfigError: Bad arguments or platform.
+        ModelFileError: A model cannot be read.
+    """
+    from compactnet.runtimes import Runner, get_runner
+
+    if busy not in BUSY_POLICIES:
+        raise bad_value("busy", "one of " + ", ".join(BUSY_POLICIES), busy)
+    if not max_load >= 0:
+        raise bad_value("max_load", "a non-negative number of cores", max_load)
+    models = list(models)
+    if not models:
+        raise bad_value("models", "at least one model", 0)
+    names = list(names) if names is not None else _default_names(models)
+    if len(names) != len(models) or len(set(names)) != len(names):
+        raise bad_value("names", f"{len(models)} distinct names, one per model", names)
+    runner = platform if isinstance(platform, Runner) else get_runner(platform)
+    policy = busy if runner.apply_load_policy else "ignore"
+    if rounds < MIN_ROUNDS:
+        log.warning("%d rounds is fewer than the protocol's %d: the figures are not protocol measurements",
+                    rounds, MIN_ROUNDS)
+
+    def check(load: float, when: str) -> None:
+        if policy == "refuse" and load > max_load:
+            raise MeasurementError(
+                f"the machine is busy: other processes kept {load:.2f} CPU cores busy {when} "
+                f"(limit {max_load:g}); stop the other CPU-heavy jobs (training, benchmarks) and measure "
+                f"again, or pass busy='flag' to keep a flagged measurement")
+
+    pre = machine_load(window=check_window) if check_window > 0 and runner.apply_load_policy else math.nan
+    if not math.isnan(pre):
+        check(pre, "before the measurement")
+    fns = [runner.load(m) for m in models]
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with LoadMonitor() as mon:
+        times = time_interleaved(fns, rounds, runs, warmup, seed, runner.timer, interleave=interleave,
+                                 progress=progress)
+    during = mon.load
+    load = max(x for x in (pre, during, 0.0) if not math.isnan(x))
+    check(during if not math.isnan(during) else 0.0, "during the measurement")
+    is_busy = load > max_load and runner.apply_load_policy
+    if is_busy and policy == "flag":
+        log.warning("measurement on %s flagged: other processes kept %.2f CPU cores busy (limit %g); "
+                    "do not publish these figures", runner.platform.key, load, max_load)
+    latencies = [summarise(t) for t in times]
+    base = np.median(times[0], axis=1)
+    speedups = [bootstrap_ratio(base, np.median(t, axis=1), n_boot=n_boot, seed=seed, level=level)
+                for t in times]
+    speedups[0] = (1.0, 1.0, 1.0)
+    return Comparison(runner.platform, tuple(names), tuple(latencies), tuple(speedups), float(load),
+                      bool(is_busy), when, int(rounds), int(runs), int(warmup), int(seed), interleave,
+                      float(level), float(max_load), loadavg_1min())
+
+
+def measure(model: Any, platform: Any, **kw: Any) -> Latency:
+    """One model's latency by the protocol (see :func:`compare` for the keyword arguments)."""
+    return compare([model], platform, **kw).latencies[0]
+
+
+def reached(comparison: Comparison, index: int | str, target: float) -> bool:
+    """Whether model ``index`` reaches a target speedup over the first model.
+
+    A target is reached when the lower bound of the speedup's bootstrap interval is at least the
+    target. A comparison flagged as taken on a busy machine reaches nothing.
+
+    Raises:
+        ConfigError: A non-positive target or an unknown model.
+    """
+    if not target > 0:
+        raise bad_value("target", "a positive speedup, e.g. 1.5", target)
+    _, low, _ = comparison.speedup(index)
+    return (not comparison.busy) and low >= target
+
+
+__all__ = ["time_interleaved", "round_medians", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
+           "LoadMonitor", "Comparison", "compare", "measure", "reached", "MIN_ROUNDS", "MAX_LOAD"]

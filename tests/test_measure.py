@@ -1,0 +1,217 @@
+"""The measurement protocol: interleaving, statistics, busy-machine policy, targets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import compactnet.measure as M
+from compactnet.errors import ConfigError, MeasurementError
+from compactnet.measure import (Comparison, LoadMonitor, bootstrap_ratio, compare, machine_load, measure,
+                                reached, summarise, time_interleaved)
+from compactnet.runtimes import SyntheticRunner
+from compactnet.spec import LayerSpec, Latency, Platform
+
+torch.set_num_threads(1)
+
+SMALL = LayerSpec("small", "conv", 32, 32, 16, 16, kernel=3, padding=1)
+BIG = LayerSpec("big", "conv", 64, 64, 16, 16, kernel=3, padding=1)
+
+
+class FakeClock:
+    """Integer-ns clock advanced only by the fake models; records the call sequence."""
+
+    def __init__(self):
+        self.now = 0
+        self.calls: list[int] = []
+
+    def __call__(self) -> int:
+        return self.now
+
+    def model(self, i: int, ns: int):
+        def fn():
+            self.calls.append(i)
+            self.now += ns
+        return fn
+
+
+def test_time_interleaved_block_mode_shape_values_and_order():
+    clock = FakeClock()
+    fns = [clock.model(i, ns) for i, ns in enumerate((1000, 2000, 3000))]
+    t = time_interleaved(fns, rounds=4, runs=5, warmup=2, seed=7, timer=clock, block_warmup=1)
+    assert t.shape == (3, 4, 5)
+    for i, ns in enumerate((1000, 2000, 3000)):
+        assert np.all(t[i] == pytest.approx(ns * 1e-9))
+    calls = clock.calls
+    assert calls[:6] == [0, 0, 1, 1, 2, 2]  # warm-up, in given order
+    body = calls[6:]
+    assert len(body) == 4 * 3 * (1 + 5)
+    blocks = [body[k:k + 6] for k in range(0, len(body), 6)]
+    assert all(len(set(b)) == 1 for b in blocks)  # each model's runs back-to-back
+    orders = [tuple(b[0] for b in blocks[r * 3:(r + 1) * 3]) for r in range(4)]
+    assert all(sorted(o) == [0, 1, 2] for o in orders)
+    assert len(set(orders)) > 1  # shuffled per round
+    clock2 = FakeClock()
+    time_interleaved([clock2.model(i, 1) for i in range(3)], rounds=4, runs=5, warmup=2, seed=7, timer=clock2)
+    assert clock2.calls == calls  # seeded
+
+
+def test_time_interleaved_run_mode_alternates():
+    clock = FakeClock()
+    time_interleaved([clock.model(0, 5), clock.model(1, 7)], rounds=2, runs=3, warmup=0, seed=0,
+                     timer=clock, interleave="run")
+    pairs = [clock.calls[k:k + 2] for k in range(0, len(clock.calls), 2)]
+    assert len(pairs) == 6 and all(sorted(p) == [0, 1] for p in pairs)
+
+
+@pytest.mark.parametrize("kw", [dict(rounds=0), dict(runs=0), dict(warmup=-1), dict(interleave="zigzag")])
+def test_time_interleaved_rejects_bad_arguments(kw):
+    with pytest.raises(ConfigError):
+        time_interleaved([lambda: None], **kw)
+
+
+def test_summarise_is_median_of_round_medians():
+    rng = np.random.default_rng(0)
+    medians_ms = np.array([3.0, 1.0, 7.0, 5.0, 2.0, 6.0, 4.0])
+    # each round: 9 runs with the given median and wild outliers on both sides
+    rounds = []
+    for m in medians_ms:
+        runs = np.concatenate([[m] * 3, m - rng.uniform(0.1, 0.5, 3), m + rng.uniform(1, 50, 3)])
+        rounds.append(rng.permutation(runs))
+    lat = summarise(np.array(rounds) * 1e-3)
+    assert isinstance(lat, Latency)
+    assert lat.median_ms == pytest.approx(4.0)
+    assert lat.low_ms == pytest.approx(2.5) and lat.high_ms == pytest.approx(5.5)  # 25th/75th pct
+    assert lat.runs == 63 and lat.rounds == pytest.approx(tuple(medians_ms))
+
+
+def test_bootstrap_ratio_basic_properties():
+    a = np.array([2.0, 2.1, 1.9, 2.05, 1.95, 2.0, 2.02])
+    assert bootstrap_ratio(a, a) == (1.0, 1.0, 1.0)  # paired, identical
+    r, lo, hi = bootstrap_ratio(a, a / 2)
+    assert r == pytest.approx(2.0) and lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+    noisy = a / 2 * np.array([1.05, 0.97, 1.0, 1.02, 0.95, 1.01, 0.99])
+    r, lo, hi = bootstrap_ratio(a, noisy, seed=1)
+    assert lo <= r <= hi and lo < hi
+    assert bootstrap_ratio(a, noisy, seed=1) == (r, lo, hi)  # seeded
+    with pytest.raises(ConfigError):
+        bootstrap_ratio(a, noisy, level=1.5)
+
+
+def test_bootstrap_interval_contains_true_ratio_on_synthetic_timings():
+    runner = SyntheticRunner(seed=3, sigma=0.05, burst_p=0.05)
+    true = runner.expected_s(BIG) / runner.expected_s(SMALL)
+    cmp = compare([BIG, SMALL], runner, names=["big", "small"], rounds=7, runs=40, warmup=5, seed=0)
+    r, lo, hi = cmp.speedup("small")
+    assert lo <= true <= hi
+    assert abs(r / true - 1) < 0.03
+    assert cmp.latency("big").median_ms == pytest.approx(runner.expected_s(BIG) * 1e3, rel=0.03)
+    assert cmp.speedups[0] == (1.0, 1.0, 1.0)
+    assert reached(cmp, "small", lo) and not reached(cmp, "small", hi * 1.01)
+    # coverage over several independent synthetic experiments
+    hits = 0
+    for seed in range(20):
+        rr = SyntheticRunner(seed=100 + seed, sigma=0.05)
+        c = compare([BIG, SMALL], rr, rounds=7, runs=20, warmup=2, seed=seed, n_boot=500)
+        _, lo, hi = c.speedups[1]
+        hits += lo <= true <= hi
+    assert hits >= 16
+
+
+def test_comparison_round_trip_and_table():
+    runner = SyntheticRunner(seed=0)
+    cmp = compare([BIG, SMALL], runner, names=["base", "trimmed"], rounds=7, runs=10, warmup=1)
+    d = cmp.to_dict()
+    again = Comparison.from_dict(json.loads(json.dumps(d)))
+    assert again == cmp
+    assert d["protocol_ok"] is True and d["platform"]["key"] == "synthetic-cpu-fp32-t1"
+    text = cmp.table()
+    assert "base" in text and "trimmed" in text and "synthetic-cpu-fp32-t1" in text and "[95% CI]" in text
+    assert measure(SMALL, runner, rounds=7, runs=10).median_ms == pytest.approx(
+        runner.expected_s(SMALL) * 1e3, rel=0.05)
+
+
+def test_busy_machine_is_refused(monkeypatch):
+    monkeypatch.setattr(M, "machine_load", lambda own_pid=None, window=0.5: 1.7)
+    runner = SyntheticRunner(apply_load_policy=True)
+    with pytest.raises(MeasurementError, match=r"busy.*1\.70.*limit 0\.5"):
+        compare([SMALL], runner, rounds=7, runs=5)
+
+
+def test_busy_machine_is_flagged(monkeypatch, caplog):
+    monkeypatch.setattr(M, "machine_load", lambda own_pid=None, window=0.5: 1.7)
+    runner = SyntheticRunner(apply_load_policy=True)
+    with caplog.at_level(logging.WARNING, logger="compactnet.measure"):
+        cmp = compare([BIG, SMALL], runner, rounds=7, runs=5, busy="flag")
+    assert cmp.busy and cmp.load >= 1.7 and not cmp.protocol_ok
+    assert "flagged" in caplog.text
+    assert not reached(cmp, 1, 0.01)  # a flagged comparison reaches nothing
+    assert "BUSY" in cmp.table()
+
+
+def test_quiet_machine_passes(monkeypatch):
+    monkeypatch.setattr(M, "machine_load", lambda own_pid=None, window=0.5: 0.1)
+    monkeypatch.setattr(LoadMonitor, "stop", lambda self: setattr(self, "load", 0.2) or 0.2)
+    cmp = compare([SMALL], SyntheticRunner(apply_load_policy=True), rounds=7, runs=5)
+    assert not cmp.busy and cmp.load == pytest.approx(0.2)
+
+
+def test_synthetic_runner_ignores_load_policy(monkeypatch):
+    monkeypatch.setattr(M, "machine_load", lambda own_pid=None, window=0.5: 5.0)
+    assert not compare([SMALL], SyntheticRunner(), rounds=7, runs=5).busy
+
+
+def test_load_monitor_subtracts_own_cpu_time(monkeypatch):
+    stats = iter([(1000, 4000), (1300, 4400)])  # +300 busy jiffies over +400 total (2 CPUs: 2 s)
+    own = iter([50, 150])  # we used 100 jiffies = 1 s
+    monkeypatch.setattr(M, "_proc_stat_busy", lambda: next(stats))
+    monkeypatch.setattr(M, "_proc_cpu_ticks", lambda pid: next(own))
+    monkeypatch.setattr(M, "_CLK_TCK", 100)
+    monkeypatch.setattr(M.os, "cpu_count", lambda: 2)
+    with LoadMonitor() as mon:
+        pass
+    assert mon.load == pytest.approx(1.0)  # (3 s busy - 1 s ours) / 2 s window
+
+
+def test_machine_load_is_a_number():
+    load = machine_load(window=0.05)
+    assert math.isnan(load) or load >= 0
+
+
+def test_reached_uses_lower_bound():
+    plat = Platform("synthetic", hardware="synthetic")
+    lat = Latency(1.0, 0.9, 1.1, 10, (1.0,) * 7)
+    cmp = Comparison(plat, ("a", "b"), (lat, lat), ((1, 1, 1), (2.0, 1.8, 2.2)), 0.0, False, "now")
+    assert reached(cmp, 1, 1.8) and reached(cmp, "b", 1.5)
+    assert not reached(cmp, 1, 1.9)  # the median reaches it, the interval does not
+    with pytest.raises(ConfigError):
+        reached(cmp, 1, 0)
+    with pytest.raises(ConfigError):
+        reached(cmp, "c", 1.5)
+
+
+def test_compare_rejects_bad_arguments():
+    with pytest.raises(ConfigError, match="busy"):
+        compare([SMALL], SyntheticRunner(), busy="sometimes")
+    with pytest.raises(ConfigError, match="names"):
+        compare([SMALL, BIG], SyntheticRunner(), names=["x"])
+
+
+@pytest.mark.runtime
+def test_compare_on_onnxruntime_tiny_models():
+    from compactnet.export import export_onnx
+
+    torch.manual_seed(0)
+    models = [export_onnx(torch.nn.Conv2d(3, c, 3, padding=1), input_shape=(1, 3, 16, 16)).onnx_bytes
+              for c in (32, 4)]
+    cmp = compare(models, "ort-cpu-fp32-t1", names=["wide", "narrow"], rounds=3, runs=5, warmup=2,
+                  busy="ignore", check_window=0)
+    assert cmp.platform.runtime_version and cmp.platform.hardware
+    assert all(l.median_ms > 0 and l.runs == 15 and len(l.rounds) == 3 for l in cmp.latencies)
+    assert not cmp.protocol_ok  # 3 rounds is not the protocol
+    assert cmp.load >= 0
