@@ -102,3 +102,10 @@ def test_truncated_missing_and_corrupt_files(tmp_path):
         onnx_bytes(data[: len(data) // 2])
     assert isinstance(load_onnx(data), onnx.ModelProto)
     assert onnx_bytes(tmp_path / "m.onnx") == data
+
+
+def test_export_is_deterministic():
+    model = _randomize_bn(create_model("resnet20"))
+    a = export_onnx(model, check=False).onnx_bytes
+    b = export_onnx(model, check=False).onnx_bytes
+    assert a == b
