@@ -1,0 +1,145 @@
+"""Publishing search results and baselines, the catalogue page, then pulling and running them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compactnet.errors import ConfigError
+from compactnet.models import create_model, save_weights
+from compactnet.zoo.download import load, sha256_file
+from compactnet.zoo.index import load_index
+from compactnet.zoo.publish import cifar10_accuracy, protocol_latency, publish, publish_model
+from compactnet.zoo.select import best
+
+PLATFORM = "synthetic-cpu-fp32-t1"  # virtual clock: protocol statistics without real timing
+TRIMMED = {"stages": [4, 8, 8]}
+
+
+@pytest.fixture
+def result_dir(tmp_path):
+    torch.manual_seed(0)
+    d = tmp_path / "search-out"
+    save_weights(create_model("resnet20", TRIMMED), d / "trimmed.safetensors")
+    (d / "channels.json").write_text(json.dumps({"model": "resnet20", **TRIMMED}))
+    (d / "report.json").write_text(json.dumps({
+        "model": "resnet20", "platform": {"key": PLATFORM}, "target_speedup": 1.5, "val_top1": 11.5,
+        "predicted_latency": {"median_ms": 0.01, "low_ms": 0.009, "high_ms": 0.011, "runs": 0, "rounds": [],
+                              "source": "predicted"},
+        "command": "compactnet optimize --model resnet20 --speedup 1.5"}))
+    (d / "trajectory.json").write_text("[]")
+    return d
+
+
+@pytest.fixture
+def base_weights(tmp_path):
+    torch.manual_seed(1)
+    p = tmp_path / "resnet20.safetensors"
+    save_weights(create_model("resnet20"), p)
+    return p
+
+
+def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base_weights):
+    zoo = tmp_path / "zoo"
+    index_path = zoo / "index.json"
+    acc = cifar10_accuracy(tiny_npz)
+    lat = protocol_latency(rounds=7, runs=5, warmup=1, check_window=0)
+    base = publish_model(base_weights, "resnet20", index_path, PLATFORM, measure_latency=lat, measure_accuracy=acc,
+                         publish_command="compactnet zoo publish ...")
+    assert base.name == f"resnet20.cifar10.{PLATFORM}.base"
+    assert base.metrics.speedup == 1.0 and base.metrics.latency.median_ms > 0
+    trimmed = publish(result_dir, index_path, measure_latency=lat, measure_accuracy=acc,
+                      baseline_onnx=zoo / base.onnx.path)
+    assert trimmed.name == f"resnet20.cifar10.{PLATFORM}.s1p5x"
+
+    index = load_index(index_path)
+    assert index.names == [base.name, trimmed.name]
+    e = index.get(trimmed.name)
+    assert e == trimmed
+    # measured, not copied: the synthetic platform makes the trimmed net several times faster
+    m = e.metrics
+    assert m.speedup > 2 and m.speedup_low <= m.speedup <= m.speedup_high
+    assert m.latency.median_ms < base.metrics.latency.median_ms and len(m.latency.rounds) == 7
+    assert m.runtime_version == "1" and e.hardware == "synthetic"
+    # test top-1 of the published weights on the tiny test split, with its data copy and hash
+    from compactnet.data import load_cifar10
+    from compactnet.models import load_weights
+    from compactnet.train import evaluate
+
+    ds = load_cifar10(tiny_npz)
+    model = load_weights(create_model("resnet20", TRIMMED), result_dir / "trimmed.safetensors")
+    assert m.top1 == pytest.approx(evaluate(model, ds.test))
+    assert m.data_copy == "packed-jpeg" and m.test_hash == ds.test_hash
+    # report figures recorded
+    assert m.val_top1 == 11.5 and m.predicted_latency.median_ms == 0.01
+    assert e.provenance.command.startswith("compactnet optimize") and e.provenance.created
+    assert e.channels["stages"] == [4, 8, 8] and e.network is not None and e.network.architecture == "resnet20"
+    # files copied under name-based paths, with sizes and hashes
+    for ref in (e.onnx, e.weights):
+        path = zoo / ref.path
+        assert path.is_file() and path.stat().st_size == ref.size and sha256_file(path) == ref.sha256
+        assert ref.path.startswith(f"models/{e.name}/")
+    assert e.onnx.opset == 17 and e.onnx.ir_version <= 10 and e.input.name == "input"
+    assert sha256_file(zoo / e.weights.path) == sha256_file(result_dir / "trimmed.safetensors")
+    assert not list(zoo.glob(".publish-*"))
+
+    # catalogue: one table per platform and an embedded plot
+    html = (zoo / "index.html").read_text()
+    assert html.count("<table>") == 1 and trimmed.name in html and base.name in html
+    assert "src='data:image/png;base64," in html
+
+    # duplicate name refused
+    with pytest.raises(ConfigError, match="already has"):
+        publish(result_dir, index_path, measure_latency=lat, measure_accuracy=acc)
+
+    # pull from the published zoo and run it: onnxruntime and the rebuilt torch model agree
+    files = load(trimmed.name, index_url=index_path.as_uri(), cache_dir=tmp_path / "cache", progress=False,
+                 build_model=True)
+    x = e.input.preprocess(ds.test.images[:1])
+    out = files.session().run(None, {e.input.name: x})[0]
+    with torch.no_grad():
+        ref = files.model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+
+    # selection on the measured platform and hardware
+    sel = best(index, PLATFORM, speedup=1.5, hardware="synthetic")
+    assert sel.entry.name == trimmed.name and not sel.predicted
+
+
+def test_publish_injected_measurers_content_layout(tmp_path, result_dir):
+    from compactnet.spec import Latency, Platform
+    from compactnet.zoo.publish import AccuracyResult, LatencyResult
+
+    seen = {}
+
+    def fake_latency(candidate, baseline, platform):
+        seen["args"] = (candidate, baseline, platform)
+        assert candidate.is_file() and baseline.is_file()
+        return LatencyResult(Latency(0.5, 0.49, 0.51, 280, (0.5,) * 7), 1.81, 1.76, 1.86,
+                             Platform.parse(platform, hardware="Fake CPU", runtime_version="9.9"), 0.1)
+
+    entry = publish(result_dir, tmp_path / "z" / "index.json", platform="ort-cpu-fp32-t1", layout="content",
+                    target_speedup=None, measure_latency=fake_latency,
+                    measure_accuracy=lambda model: AccuracyResult(42.0, "original", "feedbeef"), catalogue=False)
+    assert seen["args"][2] == "ort-cpu-fp32-t1"
+    # no target given: named after the measured speedup, rounded to one decimal
+    assert entry.name == "resnet20.cifar10.ort-cpu-fp32-t1.s1p8x"
+    assert entry.onnx.path == f"files/{entry.onnx.sha256}.onnx"
+    assert entry.weights.path == f"files/{entry.weights.sha256}.safetensors"
+    assert entry.hardware == "Fake CPU" and entry.metrics.runtime_version == "9.9"
+    assert entry.metrics.top1 == 42.0 and entry.metrics.speedup_low == 1.76
+    assert not (tmp_path / "z" / "index.html").exists()
+
+
+def test_publish_rejects_mismatched_onnx(tmp_path, result_dir):
+    from compactnet.errors import ModelFileError
+    from compactnet.export import export_onnx
+
+    export_onnx(create_model("resnet20", TRIMMED), result_dir / "model.onnx")  # other (random) weights
+    with pytest.raises(ModelFileError, match="does not compute"):
+        publish(result_dir, tmp_path / "z" / "index.json", measure_latency=None,
+                measure_accuracy=lambda m: None)
+    assert not (tmp_path / "z" / "index.json").exists()

@@ -1,0 +1,479 @@
+"""Turn a search result (or a baseline) into a zoo entry, measuring what the card reports.
+
+:func:`publish` reads a search output folder (trimmed ``*.safetensors`` weights, a channels JSON,
+``model.onnx``, ``report.json``, ``trajectory.json``); :func:`publish_model` does the work for
+any weights + channels (a baseline: ``channels=None``). Both
+
+1. build the model from the registry and its safetensors weights, and take the ONNX file (the
+   given one, checked against torch with onnxruntime, or a fresh :func:`compactnet.export.export_onnx`);
+2. measure the test top-1 on CIFAR-10 (:func:`compactnet.train.evaluate` on
+   :func:`compactnet.data.load_cifar10`'s test split, recording the data copy and test hash);
+3. measure latency by the protocol on the platform, interleaved with the untrimmed architecture
+   (:func:`compactnet.measure.compare`), giving the speedup with its interval;
+4. copy the ONNX and weights into the zoo folder (``models/<name>/...`` or content-addressed
+   ``files/<sha256>.<ext>``), add the entry to the index and rewrite ``index.html``.
+
+Measurement is injectable (``measure_latency``, ``measure_accuracy``) so tests run in a second
+with the synthetic platform and tiny data. Never publish while another CPU-heavy job runs: the
+protocol refuses or flags busy-machine measurements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from compactnet.errors import CompactNetError, ConfigError, ModelFileError, bad_value
+from compactnet.spec import Latency, NetworkSpec, Platform, hardware_id
+from compactnet.zoo.catalogue import write_catalogue
+from compactnet.zoo.entry import FileRef, InputContract, Metrics, Provenance, ZooEntry, make_name, speedup_tag
+from compactnet.zoo.index import ZooIndex, load_index, save_index
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LatencyResult", "AccuracyResult", "protocol_latency", "cifar10_accuracy", "publish", "publish_model",
+           "read_result_dir", "SearchResult", "LAYOUTS"]
+
+#: Where artefacts go inside the zoo folder: by entry name or by content hash.
+LAYOUTS = ("name", "content")
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """What a latency measurer returns for one candidate.
+
+    Attributes:
+        latency: The candidate's protocol latency.
+        speedup: Baseline latency / candidate latency (None when no baseline was timed).
+        speedup_low: Lower end of the speedup's 95% interval.
+        speedup_high: Upper end of it.
+        platform: Platform measured on, with hardware and runtime version.
+        load: Machine load beyond our process during the measurement.
+        baseline_latency: The baseline's latency in the same run.
+        when: ISO-8601 UTC time of the measurement.
+    """
+
+    latency: Latency
+    speedup: float | None
+    speedup_low: float | None
+    speedup_high: float | None
+    platform: Platform
+    load: float | None = None
+    baseline_latency: Latency | None = None
+    when: str = ""
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Test top-1 (percent) with the data copy and test-set hash it used."""
+
+    top1: float
+    data_copy: str
+    test_hash: str
+
+
+#: ``measure_latency(candidate_onnx, baseline_onnx or None, platform_key) -> LatencyResult``
+LatencyFn = Callable[[Path, "Path | None", str], LatencyResult]
+#: ``measure_accuracy(torch_model) -> AccuracyResult``
+AccuracyFn = Callable[[Any], AccuracyResult]
+
+
+def protocol_latency(rounds: int = 7, **kwargs: Any) -> LatencyFn:
+    """The default latency measurer: :func:`compactnet.measure.compare`, baseline first.
+
+    A comparison taken on a busy machine is refused (``compare`` raises by default; a flagged one
+    is refused here): zoo figures are never taken under load.
+
+    Args:
+        rounds: Interleaved rounds (the protocol needs at least 7).
+        **kwargs: Passed to ``compare`` (``runs``, ``warmup``, ``busy``, ``max_load``, ...).
+    """
+
+    def run(candidate: Path, baseline: Path | None, platform: str) -> LatencyResult:
+        from compactnet.errors import MeasurementError
+        from compactnet.measure import compare
+
+        models = [str(candidate)] if baseline is None else [str(baseline), str(candidate)]
+        names = ["candidate"] if baseline is None else ["baseline", "candidate"]
+        comp = compare(models, platform, names=names, rounds=rounds, **kwargs)
+        if comp.busy or not comp.protocol_ok:
+            raise MeasurementError(f"the latency measurement on {platform} does not meet the protocol (busy={comp.busy}, "
+                                   f"rounds={comp.rounds}); not publishing it: measure on an idle machine")
+        ratio, low, high = comp.speedup("candidate")
+        if baseline is None:
+            low = high = None
+        return LatencyResult(comp.latency("candidate"), float(ratio), _f(low), _f(high), comp.platform,
+                             _f(comp.load), comp.latency("baseline") if baseline is not None else None, comp.when)
+
+    return run
+
+
+def _f(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cifar10_accuracy(data: str | os.PathLike | None = None, limit: int | None = None) -> AccuracyFn:
+    """The default accuracy measurer: top-1 on the CIFAR-10 test split (all 10,000 unless ``limit``)."""
+
+    def run(model: Any) -> AccuracyResult:
+        from compactnet.data import Split, load_cifar10, split_hash
+        from compactnet.train import evaluate
+
+        ds = load_cifar10(data)
+        test = ds.test if limit is None else Split(ds.test.images[:limit], ds.test.labels[:limit])
+        return AccuracyResult(float(evaluate(model, test)), ds.copy, split_hash(test))
+
+    return run
+
+
+# ----- reading a search result ------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchResult:
+    """The parts of a search output folder publishing needs.
+
+    Attributes:
+        weights: Trimmed weights (safetensors).
+        channels: Channel configuration (as the registry reads it).
+        architecture: Model name.
+        onnx: ``model.onnx`` if present.
+        report: ``report.json`` content (empty if missing).
+    """
+
+    weights: Path
+    channels: Any
+    architecture: str
+    onnx: Path | None
+    report: Mapping[str, Any]
+
+
+def _first(d: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        cur: Any = d
+        for part in k.split("."):
+            cur = cur.get(part) if isinstance(cur, Mapping) else None
+        if cur is not None:
+            return cur
+    return None
+
+
+def read_result_dir(result_dir: str | os.PathLike) -> SearchResult:
+    """Find weights, channels, ONNX and report in a search output folder.
+
+    Raises:
+        ModelFileError: No (or several ambiguous) safetensors files, or no channel configuration.
+    """
+    root = Path(result_dir)
+    if not root.is_dir():
+        raise bad_value("result_dir", "a search output folder", str(result_dir))
+    report: Mapping[str, Any] = {}
+    if (root / "report.json").is_file():
+        try:
+            report = json.loads((root / "report.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{root / 'report.json'} is not valid JSON ({exc.msg})") from exc
+    weights = sorted(root.glob("*.safetensors"))
+    if len(weights) > 1:
+        preferred = [w for w in weights if w.stem in ("model", "weights", "trimmed", "best")]
+        weights = preferred[:1] if len(preferred) == 1 else weights
+    if len(weights) != 1:
+        raise ModelFileError(f"{root} must hold exactly one *.safetensors weights file (or one named model/weights/"
+                             f"trimmed/best); found {[w.name for w in weights]}")
+    channels = _first(report, "channels", "result.channels")
+    chan_files = [p for p in sorted(root.glob("*.json")) if p.name not in ("report.json", "trajectory.json")]
+    chan_files = [p for p in chan_files if "channel" in p.stem] or chan_files
+    if channels is None and chan_files:
+        channels = json.loads(chan_files[0].read_text())
+    if channels is None:
+        raise ModelFileError(f"{root} holds no channel configuration (channels.json or report.json 'channels')")
+    arch = _first(report, "model", "architecture", "arch") or (channels.get("model") if isinstance(channels, dict) else None)
+    if not arch:
+        raise ModelFileError(f"{root}: neither report.json nor the channels file names the model architecture")
+    if isinstance(channels, dict):
+        channels = {k: v for k, v in channels.items() if k != "model"}
+    onnx_path = root / "model.onnx"
+    return SearchResult(weights[0], channels, str(arch), onnx_path if onnx_path.is_file() else None, report)
+
+
+# ----- helpers ----------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _copy_atomic(src: Path, dest: Path) -> None:
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size and _sha256(dest) == _sha256(src):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _onnx_info(path: Path) -> tuple[int, int, str]:
+    """(opset, IR version, input name) of an ONNX file."""
+    from compactnet.export import load_onnx
+
+    proto = load_onnx(path)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i.name for i in proto.graph.input if i.name not in inits]
+    return int(opset or 0), int(proto.ir_version), inputs[0] if inputs else "input"
+
+
+def _check_parity(model: Any, onnx_path: Path, input_shape: tuple[int, ...], atol: float = 1e-3) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).numpy()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    diff = float(np.max(np.abs(got - ref))) if got.shape == ref.shape else math.inf
+    if not diff <= atol:
+        raise ModelFileError(f"{onnx_path} does not compute what the weights do (max abs diff {diff:.3g} > {atol}); "
+                             "pass the ONNX file exported from these weights, or none to export it")
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("compactnet")
+    except PackageNotFoundError:
+        return ""
+
+
+def _network(arch: str, channels: Any) -> NetworkSpec | None:
+    try:
+        from compactnet.extract import spec_for
+
+        return spec_for(arch, channels)
+    except (ImportError, CompactNetError, ValueError, TypeError) as exc:
+        log.warning("no NetworkSpec recorded for %s (%s); predictors will rebuild it from the channels", arch, exc)
+        return None
+
+
+def _predicted(report: Mapping[str, Any]) -> Latency | None:
+    v = _first(report, "predicted_latency", "predicted.latency", "latency.predicted")
+    if isinstance(v, Mapping) and "median_ms" in v:
+        return Latency.from_dict({**v, "source": "predicted"})
+    v = _first(report, "predicted_latency_ms", "predicted_ms")
+    return Latency(float(v), source="predicted") if isinstance(v, (int, float)) else None
+
+
+# ----- publishing -------------------------------------------------------------------------
+def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.PathLike, platform: str,
+                  channels: Any = None, *, onnx: str | os.PathLike | None = None, tag: str | None = None,
+                  target_speedup: float | None = None, dataset: str = "cifar10",
+                  baseline_onnx: str | os.PathLike | None = None,
+                  measure_latency: LatencyFn | None = None, measure_accuracy: AccuracyFn | None = None,
+                  data: str | os.PathLike | None = None, rounds: int = 7, predictor: Any = None,
+                  predicted_latency: Latency | None = None, val_top1: float | None = None,
+                  license: str = "Apache-2.0", command: str = "", publish_command: str = "", source: str = "",
+                  layout: str = "name", replace_existing: bool = False, catalogue: bool = True,
+                  description: str = "") -> ZooEntry:
+    """Publish weights + channels as a zoo entry (see the module docstring for the steps).
+
+    Args:
+        weights: Safetensors weights of ``create_model(arch, channels)``.
+        arch: Registry model name.
+        index_path: The zoo index (``index.json``); created if missing. Its folder is the zoo folder.
+        platform: Platform key measured on (and named in the entry).
+        channels: Channel configuration (None: the untrimmed architecture, tag ``base``).
+        onnx: An ONNX export of these weights (checked against torch); None exports one.
+        tag: Name tag; default ``base`` for the untrimmed channels, else from ``target_speedup``,
+            else from the measured speedup (one decimal).
+        target_speedup: The speedup the search aimed at (names the entry).
+        dataset: Data set name in the entry name.
+        baseline_onnx: The untrimmed model to time against; None exports ``create_model(arch)``.
+        measure_latency: Latency measurer; default :func:`protocol_latency` with ``rounds``.
+        measure_accuracy: Accuracy measurer; default :func:`cifar10_accuracy` on ``data``.
+        data: CIFAR-10 location for the default accuracy measurer.
+        rounds: Protocol rounds for the default latency measurer.
+        predictor: Optional latency predictor for the platform (``predict(NetworkSpec) -> Latency``).
+        predicted_latency: A predicted latency to record (e.g. the search report's).
+        val_top1: Validation top-1 to record (from the search report).
+        license: SPDX license of the weights.
+        command: The command that produced the weights.
+        publish_command: The command publishing them.
+        source: Where the weights came from (recorded).
+        layout: ``name`` (``models/<name>/model.onnx``) or ``content`` (``files/<sha256>.onnx``).
+        replace_existing: Replace an entry of the same name instead of failing.
+        catalogue: Rewrite ``index.html`` beside the index.
+        description: One line for listings.
+
+    Returns:
+        The new entry (already saved in the index).
+
+    Raises:
+        ConfigError: Bad arguments or a duplicate name without ``replace_existing``.
+        ModelFileError: Weights or ONNX that do not fit the architecture.
+    """
+    from compactnet.models import create_model, get_entry, load_weights, parse_channels
+
+    if layout not in LAYOUTS:
+        raise bad_value("layout", "one of " + ", ".join(LAYOUTS), layout)
+    plat_key = Platform.parse(platform, hardware="").key
+    arch = get_entry(arch).name
+    config = parse_channels(arch, channels)
+    channels_dict = config.to_dict()
+    is_base = config == parse_channels(arch, None)
+    index_path = Path(index_path)
+    zoo_dir = index_path.parent
+    index = load_index(index_path) if index_path.is_file() else ZooIndex((), source=str(index_path))
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    if tag is None and is_base:
+        tag = "base"
+    elif tag is None and target_speedup is not None:
+        tag = speedup_tag(target_speedup)
+    if tag is not None:
+        name = make_name(arch, dataset, plat_key, tag)
+        if name in index and not replace_existing:
+            raise ConfigError(f"zoo index {index_path} already has {name!r}; pass replace_existing=True (--replace)")
+
+    model = load_weights(create_model(arch, config), weights)
+    model.eval()
+    input_shape = tuple(get_entry(arch).input_shape)
+
+    with tempfile.TemporaryDirectory(dir=zoo_dir, prefix=".publish-") as tmpdir:
+        tmp = Path(tmpdir)
+        if onnx is not None:
+            onnx_path = Path(onnx)
+            _check_parity(model, onnx_path, input_shape)
+        else:
+            from compactnet.export import export_onnx
+
+            onnx_path = tmp / "model.onnx"
+            export_onnx(model, onnx_path, input_shape=input_shape)
+        opset, ir_version, input_name = _onnx_info(onnx_path)
+        if ir_version > 10 or opset != 17:
+            raise ModelFileError(f"{onnx_path} has opset {opset} and IR {ir_version}; the protocol needs opset 17, "
+                                 "IR <= 10 (export with compactnet.export.export_onnx, or pass onnx=None)")
+
+        acc = (measure_accuracy or cifar10_accuracy(data))(model)
+        base_path: Path | None = None
+        if not is_base:
+            if baseline_onnx is not None:
+                base_path = Path(baseline_onnx)
+            else:
+                from compactnet.export import export_onnx
+
+                base_path = tmp / "baseline.onnx"
+                export_onnx(create_model(arch), base_path, input_shape=input_shape)
+        lat = (measure_latency or protocol_latency(rounds))(onnx_path, base_path, plat_key)
+
+        if tag is None:
+            if lat.speedup is None:
+                raise ConfigError("cannot name the entry: give tag= or target_speedup= (no speedup was measured)")
+            tag = speedup_tag(round(lat.speedup, 1))
+        name = make_name(arch, dataset, plat_key, tag)
+        if name in index and not replace_existing:
+            raise ConfigError(f"zoo index {index_path} already has {name!r}; pass replace_existing=True (--replace)")
+
+        network = _network(arch, channels_dict)
+        if predictor is not None and predicted_latency is None:
+            target = network if network is not None else str(onnx_path)
+            predicted_latency = predictor.predict(target)
+
+        refs = {}
+        for role, src, ext, fmt in (("onnx", onnx_path, "onnx", "onnx"),
+                                    ("weights", Path(weights), "safetensors", "safetensors")):
+            digest = _sha256(src)
+            rel = (f"models/{name}/{'model' if role == 'onnx' else 'weights'}.{ext}" if layout == "name"
+                   else f"files/{digest}.{ext}")
+            _copy_atomic(src, zoo_dir / rel)
+            refs[role] = FileRef(rel, src.stat().st_size, digest, fmt,
+                                 opset if fmt == "onnx" else None, ir_version if fmt == "onnx" else None)
+
+    measured_platform = lat.platform
+    metrics = Metrics(
+        top1=acc.top1, data_copy=acc.data_copy, test_hash=acc.test_hash, val_top1=val_top1,
+        latency=lat.latency, runtime_version=measured_platform.runtime_version,
+        speedup=lat.speedup, speedup_low=lat.speedup_low, speedup_high=lat.speedup_high,
+        baseline=f"{arch} untrimmed ({make_name(arch, dataset, plat_key, 'base')})",
+        predicted_latency=predicted_latency,
+        measured_at=lat.when or _now(), load=lat.load)
+    entry = ZooEntry(
+        name=name, architecture=arch, dataset=dataset, platform=plat_key,
+        hardware=measured_platform.hardware or hardware_id(), channels=channels_dict,
+        input=InputContract.cifar10(input_name) if dataset == "cifar10" else InputContract(name=input_name,
+                                                                                           shape=input_shape),
+        metrics=metrics, onnx=refs["onnx"], weights=refs["weights"], license=license,
+        provenance=Provenance(command=command, publish_command=publish_command, source=source or str(weights),
+                              compactnet_version=_version(), git_commit=_git_commit(),
+                              created=_now()),
+        network=network, description=description)
+    index = index.add(entry, replace_existing=replace_existing)
+    save_index(index, index_path)
+    if catalogue:
+        write_catalogue(index, zoo_dir / "index.html")
+    log.info("published %s to %s", name, index_path)
+    return entry
+
+
+def publish(result_dir: str | os.PathLike, index_path: str | os.PathLike, platform: str | None = None,
+            **kwargs: Any) -> ZooEntry:
+    """Publish a search output folder as a zoo entry.
+
+    The report's architecture, target speedup, validation top-1, predicted latency and command are
+    recorded; test top-1 and latency are measured anew (see :func:`publish_model`, whose keyword
+    arguments this accepts).
+
+    Args:
+        result_dir: The search output folder.
+        index_path: The zoo index (``index.json``).
+        platform: Platform key; default the report's.
+        **kwargs: Passed to :func:`publish_model`.
+    """
+    res = read_result_dir(result_dir)
+    rep = res.report
+    platform = platform or _platform_key(_first(rep, "platform.key", "platform"))
+    if not platform:
+        raise bad_value("platform", "a platform key (the report names none)", platform)
+    kwargs.setdefault("target_speedup", _num(_first(rep, "target_speedup", "target.speedup", "speedup_target")))
+    kwargs.setdefault("val_top1", _num(_first(rep, "val_top1", "accuracy.val_top1", "val.top1")))
+    kwargs.setdefault("predicted_latency", _predicted(rep))
+    kwargs.setdefault("command", str(_first(rep, "command", "provenance.command") or ""))
+    kwargs.setdefault("source", str(Path(result_dir)))
+    kwargs.setdefault("onnx", res.onnx)
+    return publish_model(res.weights, res.architecture, index_path, platform, res.channels, **kwargs)
+
+
+def _platform_key(v: Any) -> str | None:
+    if isinstance(v, Mapping):
+        v = v.get("key") or (Platform.from_dict(v).key if "runtime" in v else None)
+    return str(v) if v else None
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
