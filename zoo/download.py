@@ -392,8 +392,9 @@ class ZooFiles:
         entry: The index entry.
         onnx: Verified ONNX file, ready for ``onnxruntime.InferenceSession``.
         weights: Verified safetensors weights.
-        directory: The entry's cache folder.
+        directory: The entry's cache folder (also holding ``entry.json``).
         model: The torch model (``load(..., build_model=True)`` only).
+        channels: ``channels.json`` in the registry's format, for ``compactnet evaluate --channels``.
     """
 
     entry: ZooEntry
@@ -401,6 +402,7 @@ class ZooFiles:
     weights: Path
     directory: Path
     model: Any = None
+    channels: Path | None = None
 
     def session(self, threads: int = 1, providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Any:
         """An onnxruntime session on the ONNX file (one intra-op thread by default)."""
@@ -413,7 +415,7 @@ class ZooFiles:
     def to_dict(self) -> dict:
         """Paths and name, JSON-ready (for ``--json``)."""
         return {"name": self.entry.name, "onnx": str(self.onnx), "weights": str(self.weights),
-                "directory": str(self.directory)}
+                "channels": str(self.channels) if self.channels else None, "directory": str(self.directory)}
 
 
 def pull(name: str, index_url: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
@@ -450,11 +452,16 @@ def pull(name: str, index_url: str | os.PathLike | None = None, cache_dir: str |
             paths.append(dest)
         else:
             paths.append(download_file(source, dest, ref, progress=progress, check_hash=check_hash, timeout=timeout))
-    card = root / entry.name / "entry.json"
-    tmp = card.with_name(f".entry.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entry.to_dict(), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, card)
-    return ZooFiles(entry, paths[0], paths[1], root / entry.name)
+    folder = root / entry.name
+    _write_json(folder / "entry.json", entry.to_dict())
+    _write_json(folder / "channels.json", {"model": entry.architecture, **dict(entry.channels)})
+    return ZooFiles(entry, paths[0], paths[1], folder, channels=folder / "channels.json")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def load(name: str, index_url: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
@@ -483,7 +490,7 @@ def load(name: str, index_url: str | os.PathLike | None = None, cache_dir: str |
 
         model = load_weights(create_model(files.entry.architecture, dict(files.entry.channels)), files.weights)
         model.eval()
-    return ZooFiles(files.entry, files.onnx, files.weights, files.directory, model)
+    return ZooFiles(files.entry, files.onnx, files.weights, files.directory, model, files.channels)
 
 
 def _check_onnx(path: Path, entry: ZooEntry) -> None:

@@ -36,7 +36,8 @@ from typing import Any, Callable, Mapping
 from compactnet.errors import CompactNetError, ConfigError, ModelFileError, bad_value
 from compactnet.spec import Latency, NetworkSpec, Platform, hardware_id
 from compactnet.zoo.catalogue import write_catalogue
-from compactnet.zoo.entry import FileRef, InputContract, Metrics, Provenance, ZooEntry, make_name, speedup_tag
+from compactnet.zoo.entry import (FileRef, InputContract, Metrics, Provenance, ZooEntry, latency_tag, make_name,
+                                  speedup_tag)
 from compactnet.zoo.index import ZooIndex, load_index, save_index
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class SearchResult:
         architecture: Model name.
         onnx: ``model.onnx`` if present.
         report: ``report.json`` content (empty if missing).
+        original_onnx: The untrimmed network exported the same way (``original.onnx``), if present.
     """
 
     weights: Path
@@ -158,6 +160,7 @@ class SearchResult:
     architecture: str
     onnx: Path | None
     report: Mapping[str, Any]
+    original_onnx: Path | None = None
 
 
 def _first(d: Mapping[str, Any], *keys: str) -> Any:
@@ -171,7 +174,11 @@ def _first(d: Mapping[str, Any], *keys: str) -> Any:
 
 
 def read_result_dir(result_dir: str | os.PathLike) -> SearchResult:
-    """Find weights, channels, ONNX and report in a search output folder.
+    """Find weights, channels, ONNX files and report in a search output folder.
+
+    Reads what ``compactnet optimize`` writes (``weights.safetensors``, ``channels.json``,
+    ``model.onnx``, ``original.onnx``, ``report.json``) and tolerates a folder holding just one
+    ``*.safetensors`` file and a channels JSON.
 
     Raises:
         ModelFileError: No (or several ambiguous) safetensors files, or no channel configuration.
@@ -187,25 +194,32 @@ def read_result_dir(result_dir: str | os.PathLike) -> SearchResult:
             raise ModelFileError(f"{root / 'report.json'} is not valid JSON ({exc.msg})") from exc
     weights = sorted(root.glob("*.safetensors"))
     if len(weights) > 1:
-        preferred = [w for w in weights if w.stem in ("model", "weights", "trimmed", "best")]
-        weights = preferred[:1] if len(preferred) == 1 else weights
+        preferred = [w for w in weights if w.stem in ("weights", "model", "trimmed")]
+        weights = preferred[:1] if preferred else weights
     if len(weights) != 1:
-        raise ModelFileError(f"{root} must hold exactly one *.safetensors weights file (or one named model/weights/"
-                             f"trimmed/best); found {[w.name for w in weights]}")
-    channels = _first(report, "channels", "result.channels")
-    chan_files = [p for p in sorted(root.glob("*.json")) if p.name not in ("report.json", "trajectory.json")]
-    chan_files = [p for p in chan_files if "channel" in p.stem] or chan_files
-    if channels is None and chan_files:
-        channels = json.loads(chan_files[0].read_text())
+        raise ModelFileError(f"{root} must hold exactly one *.safetensors weights file (or one named weights/model/"
+                             f"trimmed); found {[w.name for w in weights]}")
+    channels: Any = None
+    chan_files = [p for p in sorted(root.glob("*.json")) if "channel" in p.stem]
+    if chan_files:
+        try:
+            channels = json.loads(chan_files[0].read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{chan_files[0]} is not valid JSON ({exc.msg})") from exc
+    if channels is None:
+        rep_channels = report.get("channels") if isinstance(report, Mapping) else None
+        channels = rep_channels.get("config") if isinstance(rep_channels, Mapping) and "config" in rep_channels \
+            else rep_channels
     if channels is None:
         raise ModelFileError(f"{root} holds no channel configuration (channels.json or report.json 'channels')")
-    arch = _first(report, "model", "architecture", "arch") or (channels.get("model") if isinstance(channels, dict) else None)
+    arch = _first(report, "model", "architecture") or (channels.get("model") if isinstance(channels, dict) else None)
     if not arch:
         raise ModelFileError(f"{root}: neither report.json nor the channels file names the model architecture")
     if isinstance(channels, dict):
         channels = {k: v for k, v in channels.items() if k != "model"}
-    onnx_path = root / "model.onnx"
-    return SearchResult(weights[0], channels, str(arch), onnx_path if onnx_path.is_file() else None, report)
+    onnx_path, original = root / "model.onnx", root / "original.onnx"
+    return SearchResult(weights[0], channels, str(arch), onnx_path if onnx_path.is_file() else None, report,
+                        original if original.is_file() else None)
 
 
 # ----- helpers ----------------------------------------------------------------------------
@@ -284,11 +298,30 @@ def _network(arch: str, channels: Any) -> NetworkSpec | None:
 
 
 def _predicted(report: Mapping[str, Any]) -> Latency | None:
-    v = _first(report, "predicted_latency", "predicted.latency", "latency.predicted")
+    v = _first(report, "predicted_latency")
     if isinstance(v, Mapping) and "median_ms" in v:
         return Latency.from_dict({**v, "source": "predicted"})
-    v = _first(report, "predicted_latency_ms", "predicted_ms")
-    return Latency(float(v), source="predicted") if isinstance(v, (int, float)) else None
+    v = _first(report, "predicted.trimmed_ms", "predicted_latency_ms")
+    return Latency(float(v), source="predicted") if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _search_command(report: Mapping[str, Any]) -> str:
+    """The report's command, or the ``compactnet optimize`` command its fields describe."""
+    cmd = _first(report, "command", "provenance.command")
+    if cmd:
+        return str(cmd)
+    model, key = _first(report, "model"), _platform_key(_first(report, "platform"))
+    if not model or not key:
+        return ""
+    parts = ["compactnet optimize", f"--model {model}", f"--platform {key}"]
+    if _num(_first(report, "target_latency_ms")) is not None:
+        parts.append(f"--latency-ms {_num(_first(report, 'target_latency_ms')):g}")
+    elif _num(_first(report, "target_speedup")) is not None:
+        parts.append(f"--speedup {_num(_first(report, 'target_speedup')):g}")
+    preset = _first(report, "preset.name", "preset")
+    if isinstance(preset, str):
+        parts.append(f"--preset {preset}")
+    return " ".join(parts) + "  (reconstructed from report.json)"
 
 
 # ----- publishing -------------------------------------------------------------------------
@@ -443,11 +476,12 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
 
 def publish(result_dir: str | os.PathLike, index_path: str | os.PathLike, platform: str | None = None,
             **kwargs: Any) -> ZooEntry:
-    """Publish a search output folder as a zoo entry.
+    """Publish a search output folder (``compactnet optimize``'s) as a zoo entry.
 
-    The report's architecture, target speedup, validation top-1, predicted latency and command are
-    recorded; test top-1 and latency are measured anew (see :func:`publish_model`, whose keyword
-    arguments this accepts).
+    From the report: the architecture, platform, target (speedup or latency; it names the entry),
+    validation top-1, predicted latency and the command are recorded; ``original.onnx`` is the
+    baseline the latency is measured against. Test top-1 and latency are measured anew (see
+    :func:`publish_model`, whose keyword arguments this accepts and which override the report's).
 
     Args:
         result_dir: The search output folder.
@@ -457,15 +491,19 @@ def publish(result_dir: str | os.PathLike, index_path: str | os.PathLike, platfo
     """
     res = read_result_dir(result_dir)
     rep = res.report
-    platform = platform or _platform_key(_first(rep, "platform.key", "platform"))
+    platform = platform or _platform_key(_first(rep, "platform"))
     if not platform:
         raise bad_value("platform", "a platform key (the report names none)", platform)
-    kwargs.setdefault("target_speedup", _num(_first(rep, "target_speedup", "target.speedup", "speedup_target")))
-    kwargs.setdefault("val_top1", _num(_first(rep, "val_top1", "accuracy.val_top1", "val.top1")))
+    target_ms = _num(_first(rep, "target_latency_ms"))
+    if "tag" not in kwargs and target_ms is not None and "target_speedup" not in kwargs:
+        kwargs["tag"] = latency_tag(target_ms)
+    kwargs.setdefault("target_speedup", _num(_first(rep, "target_speedup")))
+    kwargs.setdefault("val_top1", _num(_first(rep, "trimmed.val_top1", "val_top1")))
     kwargs.setdefault("predicted_latency", _predicted(rep))
-    kwargs.setdefault("command", str(_first(rep, "command", "provenance.command") or ""))
+    kwargs.setdefault("command", _search_command(rep))
     kwargs.setdefault("source", str(Path(result_dir)))
     kwargs.setdefault("onnx", res.onnx)
+    kwargs.setdefault("baseline_onnx", res.original_onnx)
     return publish_model(res.weights, res.architecture, index_path, platform, res.channels, **kwargs)
 
 

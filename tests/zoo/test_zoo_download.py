@@ -36,6 +36,8 @@ def test_good_pull(how, zoo_dir, zoo_server, tmp_path):
     assert files.onnx.read_bytes() == onnx and files.weights.read_bytes() == weights
     assert files.onnx.parent == cache.resolve() / TRIM
     assert json.loads((files.directory / "entry.json").read_text())["name"] == TRIM
+    assert json.loads(files.channels.read_text()) == {"model": "resnet20", "stages": [4, 8, 8], "inner": None,
+                                                      "num_classes": 10}
     assert not list(cache.rglob("*.partial")) and not list(cache.rglob("*.tmp"))
     # a second pull is a cache hit and returns the same paths
     assert pull(TRIM, index_url=index_url, cache_dir=cache, progress=False).onnx == files.onnx

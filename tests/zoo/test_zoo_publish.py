@@ -21,15 +21,24 @@ TRIMMED = {"stages": [4, 8, 8]}
 
 @pytest.fixture
 def result_dir(tmp_path):
+    """A folder laid out as ``compactnet optimize`` writes it."""
+    from compactnet.export import export_onnx
+    from compactnet.spec import Platform
+
     torch.manual_seed(0)
     d = tmp_path / "search-out"
-    save_weights(create_model("resnet20", TRIMMED), d / "trimmed.safetensors")
-    (d / "channels.json").write_text(json.dumps({"model": "resnet20", **TRIMMED}))
+    model = create_model("resnet20", TRIMMED)
+    save_weights(model, d / "weights.safetensors")
+    export_onnx(model, d / "model.onnx")
+    export_onnx(create_model("resnet20"), d / "original.onnx")
+    (d / "channels.json").write_text(json.dumps({"model": "resnet20", **model.config.to_dict()}))
+    plat = Platform.parse(PLATFORM, hardware="synthetic", runtime_version="1")
     (d / "report.json").write_text(json.dumps({
-        "model": "resnet20", "platform": {"key": PLATFORM}, "target_speedup": 1.5, "val_top1": 11.5,
-        "predicted_latency": {"median_ms": 0.01, "low_ms": 0.009, "high_ms": 0.011, "runs": 0, "rounds": [],
-                              "source": "predicted"},
-        "command": "compactnet optimize --model resnet20 --speedup 1.5"}))
+        "model": "resnet20", "platform": {**plat.to_dict(), "describe": plat.describe()},
+        "target_speedup": 1.5, "target_latency_ms": None, "preset": {"name": "quick"},
+        "predicted": {"original_ms": 0.03, "trimmed_ms": 0.01, "speedup": 3.0},
+        "trimmed": {"val_top1": 11.5, "test_top1": 10.0},
+        "channels": {"original": {}, "trimmed": {}, "config": TRIMMED, "original_config": {}}}))
     (d / "trajectory.json").write_text("[]")
     return d
 
@@ -51,8 +60,7 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
                          publish_command="compactnet zoo publish ...")
     assert base.name == f"resnet20.cifar10.{PLATFORM}.base"
     assert base.metrics.speedup == 1.0 and base.metrics.latency.median_ms > 0
-    trimmed = publish(result_dir, index_path, measure_latency=lat, measure_accuracy=acc,
-                      baseline_onnx=zoo / base.onnx.path)
+    trimmed = publish(result_dir, index_path, measure_latency=lat, measure_accuracy=acc)
     assert trimmed.name == f"resnet20.cifar10.{PLATFORM}.s1p5x"
 
     index = load_index(index_path)
@@ -70,12 +78,15 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
     from compactnet.train import evaluate
 
     ds = load_cifar10(tiny_npz)
-    model = load_weights(create_model("resnet20", TRIMMED), result_dir / "trimmed.safetensors")
+    model = load_weights(create_model("resnet20", TRIMMED), result_dir / "weights.safetensors")
     assert m.top1 == pytest.approx(evaluate(model, ds.test))
     assert m.data_copy == "packed-jpeg" and m.test_hash == ds.test_hash
     # report figures recorded
     assert m.val_top1 == 11.5 and m.predicted_latency.median_ms == 0.01
-    assert e.provenance.command.startswith("compactnet optimize") and e.provenance.created
+    assert e.provenance.command.startswith("compactnet optimize --model resnet20 --platform synthetic-cpu-fp32-t1 "
+                                           "--speedup 1.5 --preset quick")
+    assert e.provenance.created and e.provenance.source == str(result_dir)
+    assert sha256_file(zoo / e.onnx.path) == sha256_file(result_dir / "model.onnx")
     assert e.channels["stages"] == [4, 8, 8] and e.network is not None and e.network.architecture == "resnet20"
     # files copied under name-based paths, with sizes and hashes
     for ref in (e.onnx, e.weights):
@@ -83,7 +94,7 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
         assert path.is_file() and path.stat().st_size == ref.size and sha256_file(path) == ref.sha256
         assert ref.path.startswith(f"models/{e.name}/")
     assert e.onnx.opset == 17 and e.onnx.ir_version <= 10 and e.input.name == "input"
-    assert sha256_file(zoo / e.weights.path) == sha256_file(result_dir / "trimmed.safetensors")
+    assert sha256_file(zoo / e.weights.path) == sha256_file(result_dir / "weights.safetensors")
     assert not list(zoo.glob(".publish-*"))
 
     # catalogue: one table per platform and an embedded plot
@@ -103,6 +114,10 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
     with torch.no_grad():
         ref = files.model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-4)
+    # the pulled channels.json rebuilds the model through the registry (what `compactnet evaluate` reads)
+    from compactnet.models import parse_channels
+
+    assert parse_channels("resnet20", files.channels) == parse_channels("resnet20", TRIMMED)
 
     # selection on the measured platform and hardware
     sel = best(index, PLATFORM, speedup=1.5, hardware="synthetic")
@@ -132,12 +147,29 @@ def test_publish_injected_measurers_content_layout(tmp_path, result_dir):
     assert entry.hardware == "Fake CPU" and entry.metrics.runtime_version == "9.9"
     assert entry.metrics.top1 == 42.0 and entry.metrics.speedup_low == 1.76
     assert not (tmp_path / "z" / "index.html").exists()
+    # the baseline timed against is the folder's original.onnx
+    assert seen["args"][1] == result_dir / "original.onnx"
+
+
+def test_publish_latency_target_names_entry(tmp_path, result_dir):
+    from compactnet.spec import Latency, Platform
+    from compactnet.zoo.publish import AccuracyResult, LatencyResult
+
+    rep = json.loads((result_dir / "report.json").read_text())
+    rep["target_latency_ms"] = 0.25
+    (result_dir / "report.json").write_text(json.dumps(rep))
+    fake = lambda c, b, p: LatencyResult(Latency(0.2), 2.0, 1.9, 2.1, Platform.parse(p, hardware="X"))  # noqa: E731
+    entry = publish(result_dir, tmp_path / "z" / "index.json", measure_latency=fake,
+                    measure_accuracy=lambda m: AccuracyResult(1.0, "original", "h"), catalogue=False)
+    assert entry.name == f"resnet20.cifar10.{PLATFORM}.l0p25ms"
+    assert "--latency-ms 0.25" in entry.provenance.command
 
 
 def test_publish_rejects_mismatched_onnx(tmp_path, result_dir):
     from compactnet.errors import ModelFileError
     from compactnet.export import export_onnx
 
+    torch.manual_seed(5)
     export_onnx(create_model("resnet20", TRIMMED), result_dir / "model.onnx")  # other (random) weights
     with pytest.raises(ModelFileError, match="does not compute"):
         publish(result_dir, tmp_path / "z" / "index.json", measure_latency=None,
