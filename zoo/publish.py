@@ -353,7 +353,8 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         measure_accuracy: Accuracy measurer; default :func:`cifar10_accuracy` on ``data``.
         data: CIFAR-10 location for the default accuracy measurer.
         rounds: Protocol rounds for the default latency measurer.
-        predictor: Optional latency predictor for the platform (``predict(NetworkSpec) -> Latency``).
+        predictor: Optional latency predictor for the platform (object with ``predict(NetworkSpec) -> Latency``,
+            a callable, or a portable predictor folder for :func:`compactnet.predictors.load_portable`).
         predicted_latency: A predicted latency to record (e.g. the search report's).
         val_top1: Validation top-1 to record (from the search report).
         license: SPDX license of the weights.
@@ -436,7 +437,9 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         network = _network(arch, channels_dict)
         if predictor is not None and predicted_latency is None:
             target = network if network is not None else str(onnx_path)
-            predicted_latency = predictor.predict(target)
+            from compactnet.zoo.select import _resolve_predictor
+
+            predicted_latency = _resolve_predictor(predictor)(target)
 
         refs = {}
         for role, src, ext, fmt in (("onnx", onnx_path, "onnx", "onnx"),
