@@ -1,0 +1,588 @@
+"""The CompactNet trimming loop: predicted sub-targets, candidates per group, stop on measured.
+
+Per iteration ``i`` (PAPER-NOTES, "Trimming step"):
+
+1. the sub-target cut ``delta_i`` (:mod:`compactnet.search.schedule`);
+2. for every search group, the latency of every channel count it may take is predicted in one
+   batched call (all groups of the iteration together), and the largest count whose predicted cut
+   meets ``delta_i`` is chosen (latency is not monotone in the count; aligned counts can be preferred);
+3. each group's candidate keeps its most important channels (:mod:`compactnet.search.importance`)
+   and is scored: a few fine-tune steps on a training subset and batch-norm recalibration, then
+   top-1 on a fixed, class-balanced validation subset. Candidates run in parallel with joblib;
+4. the best candidate wins, is fine-tuned longer and becomes the current network.
+
+After the schedule the original and the trimmed networks are measured by the protocol
+(:func:`compactnet.measure.compare`); when the speedup interval's lower bound misses the target,
+the predictor is recalibrated on the measurement and extra iterations follow (bounded), each
+measured again.
+
+Everything the search decides is checkpointed after every iteration (weights as safetensors, the
+pruning history, trajectory, recalibrations and RNG state as JSON, atomic writes); a killed search
+rebuilds the network from the original weights by replaying the history, loads the checkpoint's
+weights and continues where it stopped. Iteration ``i`` draws all its randomness from
+``(seed, i)``, so a resumed search retraces an uninterrupted one.
+
+Running on a cluster: candidates are dispatched with ``joblib.Parallel(n_jobs)`` under whatever
+joblib backend is active, so a distributed backend applies unchanged::
+
+    from dask.distributed import Client          # pip install "dask[distributed]"
+    import joblib
+    client = Client("tcp://scheduler:8786")       # or Client() for a local cluster
+    with joblib.parallel_backend("dask"):
+        optimize(..., n_jobs=-1)
+
+or with Ray (``pip install ray``): ``from ray.util.joblib import register_ray; register_ray()`` and
+``joblib.parallel_backend("ray")``. Workers need ``compactnet`` installed; each candidate ships the
+current model, its trim plan and the training/validation subsets (a few MB) and returns its
+score and fine-tuned weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from compactnet.data import Split
+from compactnet.errors import CompactNetError, ConfigError, MeasurementError, ModelFileError, bad_value
+from compactnet.search._io import atomic_write_json
+from compactnet.search.groups import GroupPruner, PruneRecord, config_from_model
+from compactnet.search.importance import Importance, get_importance, keep_indices
+from compactnet.search.latency import LatencyModel, as_latency_model, predict_configs
+from compactnet.search.schedule import Preset, choose_width, solve_t_init, sub_targets
+from compactnet.spec import NetworkSpec
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+
+
+# ----- small training helpers ---------------------------------------------------------------------
+def subset(split: Split, n: int | None, seed: int) -> Split:
+    """A seeded random subset of ``n`` images (the whole split when ``n`` is None or larger).
+
+    The stored splits are ordered by class (the packed copy is sorted), so a prefix is not a sample.
+    """
+    if n is None or n >= len(split):
+        return split
+    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    return Split(split.images[idx], split.labels[idx])
+
+
+def recalibrate_bn(model: nn.Module, split: Split, batches: int, batch_size: int = 128, seed: int = 0) -> None:
+    """Re-estimate every batch-norm's running statistics from ``batches`` training batches."""
+    from compactnet.train import batches as iterate
+
+    if batches <= 0:
+        return
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was = model.training
+    model.train()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k, (xb, _yb) in enumerate(iterate(split, batch_size, True, gen, False)):
+            if k >= batches:
+                break
+            model(xb)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was)
+
+
+def finetune(model: nn.Module, split: Split, steps: int, batch_size: int, lr: float, seed: int,
+             teacher: nn.Module | None = None) -> None:
+    """``steps`` SGD steps (momentum 0.9, constant rate, augmentation) through :func:`compactnet.train.train`."""
+    from compactnet.train import Recipe, train
+
+    if steps <= 0:
+        return
+    quiet = logging.getLogger("compactnet.train")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))  # one "epoch 1/1" line per candidate is noise
+    recipe = Recipe("search-finetune", "sgd", lr=lr, epochs=1, batch_size=batch_size, momentum=0.9,
+                    weight_decay=4e-5, schedule="constant", warmup_epochs=0.0, label_smoothing=0.0, augment=True)
+    try:
+        train(model, split, None, recipe, seed=seed, teacher=teacher, max_steps=steps, progress=False)
+    finally:
+        quiet.setLevel(level)
+
+
+def score_candidate(model: nn.Module, mode: str, keeps: Mapping[str, Sequence[int]], train_split: Split,
+                    val_split: Split, steps: int, batch_size: int, lr: float, bn_batches: int, seed: int,
+                    threads: int | None = None) -> dict:
+    """Trim a copy of ``model``, fine-tune it briefly, recalibrate batch-norm, score it on ``val_split``.
+
+    Module-level and picklable: what joblib workers (local or on a cluster) run.
+
+    Returns:
+        ``{"val_top1", "seconds", "state"}`` (state: the candidate's weights, CPU tensors).
+    """
+    from compactnet.train import evaluate
+
+    t0 = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        m = copy.deepcopy(model)
+        GroupPruner(m, mode).apply(keeps)
+        finetune(m, train_split, steps, batch_size, lr, seed)
+        recalibrate_bn(m, train_split, bn_batches, seed=seed)
+        acc = evaluate(m, val_split)
+        state = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    finally:
+        torch.set_num_threads(old_threads)
+    return {"val_top1": acc, "seconds": time.perf_counter() - t0, "state": state}
+
+
+# ----- measurement --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measured:
+    """Original vs trimmed, measured by the protocol.
+
+    Attributes:
+        original_ms: Original network's latency (median of round medians).
+        trimmed_ms: Trimmed network's latency.
+        speedup: original / trimmed.
+        low: Lower end of the speedup's 95% bootstrap interval.
+        high: Upper end.
+        reached: The interval's lower bound reaches the target.
+        detail: Whatever else the measurement reported (load, platform, rounds).
+    """
+
+    original_ms: float
+    trimmed_ms: float
+    speedup: float
+    low: float
+    high: float
+    reached: bool
+    detail: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+MeasureFn = Callable[[nn.Module, nn.Module, float], Measured]
+
+
+def protocol_measure(platform: Any, rounds: int = 7, input_shape: Sequence[int] = (1, 3, 32, 32),
+                     busy: str = "refuse") -> MeasureFn:
+    """A measuring function comparing two models by DESIGN's protocol on ``platform``.
+
+    Both models are exported the same way (:func:`compactnet.export.export_onnx`) and timed
+    interleaved in one process (:func:`compactnet.measure.compare`).
+    """
+    def measure(original: nn.Module, trimmed: nn.Module, target: float) -> Measured:
+        from compactnet import measure as protocol
+        from compactnet.export import export_onnx
+
+        files = [export_onnx(m, input_shape=input_shape).onnx_bytes for m in (original, trimmed)]
+        comp = protocol.compare(files, platform, names=["original", "trimmed"], rounds=rounds, busy=busy)
+        lat = [getattr(l, "median_ms", l) for l in comp.latencies]
+        ratio, low, high = comp.speedups[1]
+        reached = bool(protocol.reached(comp, 1, target))
+        detail = comp.to_dict() if hasattr(comp, "to_dict") else {}
+        return Measured(float(lat[0]), float(lat[1]), float(ratio), float(low), float(high), reached, detail)
+
+    return measure
+
+
+# ----- state --------------------------------------------------------------------------------------
+@dataclass
+class SearchState:
+    """Everything a resumed search needs (JSON)."""
+
+    signature: dict
+    t_final: float
+    iterations: int
+    decay: float
+    t_init: float
+    l0_ms: float
+    deltas: list[float]
+    iteration: int = 0                      # iterations finished (schedule + extra)
+    extra_done: int = 0
+    phase: str = "schedule"                 # schedule | measure | extra | done
+    stop_reason: str = ""
+    history: list[dict] = field(default_factory=list)
+    trajectory: list[dict] = field(default_factory=list)
+    recalibrations: list[dict] = field(default_factory=list)
+    measurements: list[dict] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    weights_file: str = ""
+    rng: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchState":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**dict(d))
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state().tolist(), "numpy": _np_state(), "python": repr(random.getstate())}
+
+
+def _np_state() -> list:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _set_rng_state(d: Mapping[str, Any]) -> None:
+    if "torch" in d:
+        torch.set_rng_state(torch.tensor(d["torch"], dtype=torch.uint8))
+    if "numpy" in d:
+        name, keys, pos, has_gauss, cached = d["numpy"]
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+# ----- the search ---------------------------------------------------------------------------------
+class ProgressiveSearch:
+    """The trimming loop on one model, one latency model and one data set.
+
+    Args:
+        model: The trained network (trimmed in place; the original is kept as a copy).
+        latency: A :class:`~compactnet.search.latency.LatencyModel` (or anything
+            :func:`~compactnet.search.latency.as_latency_model` adapts).
+        train_split: Training images (candidate subsets and the winner's fine-tune draw from it).
+        val_split: Validation images (candidates are scored on a fixed class-balanced subset).
+        speedup: Target speedup ``T_final``.
+        preset: Budget (:class:`~compactnet.search.schedule.Preset`).
+        mode: ``paper`` or ``extended``.
+        importance: Criterion name or object.
+        checkpoint_dir: Where ``state.json`` and the weights go (None: no checkpoints, no resume).
+        n_jobs: Parallel candidate evaluations (joblib; -1: all cores).
+        seed: Seed of every random choice.
+        measure: A :data:`MeasureFn` (see :func:`protocol_measure`), or None to stop on predicted latency.
+        teacher: Model distilled into the winner's fine-tune (None: no distillation).
+        verify: Check after every iteration that the trimmed network's extracted spec is the one
+            whose latency was predicted.
+        progress: Show a progress bar.
+        on_iteration: Called with each trajectory record after its checkpoint is written.
+
+    Raises:
+        ConfigError: A target the schedule cannot reach, or groups the spec cannot follow.
+    """
+
+    def __init__(self, model: nn.Module, latency: Any, train_split: Split, val_split: Split, speedup: float,
+                 preset: Preset, mode: str = "paper", importance: str | Importance = "l2",
+                 checkpoint_dir: str | Path | None = None, n_jobs: int = 1, seed: int = 0,
+                 measure: MeasureFn | None = None, teacher: nn.Module | None = None, verify: bool = True,
+                 progress: bool = True, on_iteration: Callable[[dict], None] | None = None,
+                 signature: Mapping[str, Any] | None = None, input_shape: Sequence[int] = (1, 3, 32, 32)):
+        from compactnet.extract import network_spec_from_torch
+
+        t0 = time.perf_counter()
+        self.original = copy.deepcopy(model).eval()
+        self.model = model
+        self.latency: LatencyModel = as_latency_model(latency)
+        self.train_split, self.val_split = train_split, val_split
+        self.preset = preset
+        self.mode = mode
+        self.seed = int(seed)
+        self.importance = get_importance(importance, seed)
+        self.n_jobs = int(n_jobs)
+        self.measure_fn = measure
+        self.teacher = teacher
+        self.verify = verify
+        self.progress = progress
+        self.on_iteration = on_iteration
+        self.input_shape = tuple(input_shape)
+        self.ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+        self.pruner = GroupPruner(model, mode, example_input=torch.zeros(self.input_shape))
+        self.base_spec = network_spec_from_torch(model, self.input_shape)
+        spec_groups = self.base_spec.group_widths
+        missing = [gid for gid in self.pruner.members if gid not in spec_groups]
+        if missing:
+            raise ConfigError(f"the spec extracted from the model has no channel group for DepGraph group(s) "
+                              f"{missing[:3]}; the search cannot predict their latency")
+        fixed = set(self.base_spec.fixed)
+        self.groups = [g for g in self.pruner.groups if g.root not in fixed and not set(g.followers) & fixed]
+        self.val_subset = subset(val_split, preset.val_limit, seed)
+        n, d = preset.schedule(speedup)
+        l0 = float(self.latency.predict_many([self.base_spec])[0])
+        self.state = SearchState(signature=dict(signature or {}), t_final=float(speedup), iterations=n, decay=d,
+                                 t_init=solve_t_init(speedup, n, d), l0_ms=l0,
+                                 deltas=[float(x) for x in sub_targets(l0, solve_t_init(speedup, n, d), n, d)])
+        self.state.timings["setup_s"] = time.perf_counter() - t0
+        self.original_val: float | None = None
+
+    # ----- network state --------------------------------------------------------------------------
+    def dep_widths(self) -> dict[str, int]:
+        """Current width of every DepGraph group."""
+        return {gid: self.pruner.dep_width(gid) for gid in self.pruner.members}
+
+    def current_spec(self) -> NetworkSpec:
+        """The spec of the current network (the base spec at the current widths)."""
+        return self.base_spec.with_channels(self.dep_widths())
+
+    def predicted_ms(self) -> float:
+        """Predicted latency of the current network."""
+        return float(self.latency.predict_many([self.current_spec()])[0])
+
+    # ----- checkpoints ----------------------------------------------------------------------------
+    def _save(self) -> None:
+        from compactnet.models import save_weights
+
+        if self.ckpt is None:
+            return
+        self.ckpt.mkdir(parents=True, exist_ok=True)
+        name = f"weights-{self.state.iteration:04d}-{self.state.phase}.safetensors"
+        save_weights(self.model, self.ckpt / name)
+        old = self.state.weights_file
+        self.state.weights_file = name
+        self.state.history = [r.to_dict() for r in self.pruner.history]
+        self.state.rng = _rng_state()
+        atomic_write_json(self.ckpt / STATE_FILE, self.state.to_dict())
+        if old and old != name and (self.ckpt / old).exists():
+            (self.ckpt / old).unlink()
+
+    def try_resume(self) -> bool:
+        """Continue from ``checkpoint_dir`` when it holds a search with the same signature.
+
+        Returns:
+            Whether a checkpoint was loaded.
+
+        Raises:
+            ConfigError: The checkpoint belongs to another search (other model, target, preset ...).
+            ModelFileError: The checkpoint is unreadable.
+        """
+        from compactnet.models import load_weights
+
+        if self.ckpt is None or not (self.ckpt / STATE_FILE).exists():
+            return False
+        try:
+            saved = SearchState.from_dict(json.loads((self.ckpt / STATE_FILE).read_text()))
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise ModelFileError(f"search checkpoint {self.ckpt / STATE_FILE} is unreadable ({exc}); delete "
+                                 "the folder to start over") from exc
+        if saved.signature != json.loads(json.dumps(self.state.signature)):
+            diff = sorted(k for k in set(saved.signature) | set(self.state.signature)
+                          if saved.signature.get(k) != self.state.signature.get(k))
+            raise ConfigError(f"{self.ckpt} holds a search with other settings ({', '.join(diff)}); use another "
+                              "output folder or delete it to start over")
+        self.pruner.replay(saved.history)
+        if saved.weights_file:
+            load_weights(self.model, self.ckpt / saved.weights_file)
+        for r in saved.recalibrations:
+            self.latency.recalibrate(NetworkSpec.from_dict(r["spec"]), float(r["measured_ms"]))
+        _set_rng_state(saved.rng)
+        saved.timings.setdefault("setup_s", self.state.timings.get("setup_s", 0.0))
+        self.state = saved
+        log.info("resumed the search from %s after %d iteration(s), phase %s", self.ckpt, saved.iteration, saved.phase)
+        return True
+
+    # ----- one iteration --------------------------------------------------------------------------
+    def _choose(self, delta: float) -> tuple[float, list[dict]]:
+        cur_spec = self.current_spec()
+        cur_ms = float(self.latency.predict_many([cur_spec])[0])
+        plans, configs, owners = [], [], []
+        for g in self.groups:
+            counts = self.pruner.candidate_counts(g.name)
+            for w in counts:
+                configs.append(self.pruner.plan_widths(g.name, w))
+                owners.append((g.name, w))
+        preds = predict_configs(self.latency, cur_spec, configs)  # one batched call for all groups
+        for g in self.groups:
+            idx = [k for k, (name, _w) in enumerate(owners) if name == g.name]
+            if not idx:
+                continue
+            counts = [owners[k][1] for k in idx]
+            w = choose_width(counts, preds[idx], cur_ms, delta, self.preset.align, self.preset.align_tolerance)
+            if w is None:
+                continue
+            k = idx[counts.index(w)]
+            plans.append({"group": g.name, "width_before": self.pruner.dep_width(g.root), "width": int(w),
+                          "widths": configs[k], "predicted_ms": float(preds[k])})
+        return cur_ms, plans
+
+    def _iteration_seed(self, i: int) -> int:
+        return int(np.random.SeedSequence([self.seed, i]).generate_state(1)[0] % (2 ** 31))
+
+    def step(self, delta: float, phase: str) -> dict | None:
+        """One iteration with sub-target ``delta`` ms; returns its trajectory record (None: nothing fits)."""
+        from joblib import Parallel, delayed
+
+        from compactnet.train import evaluate
+
+        t0 = time.perf_counter()
+        i = self.state.iteration + 1
+        seed = self._iteration_seed(i)
+        cur_ms, plans = self._choose(delta)
+        if not plans:
+            return None
+        train_sub = subset(self.train_split, self.preset.train_subset, seed)
+        if self.importance.needs_gradients:
+            from compactnet.train import batches
+
+            gen = torch.Generator().manual_seed(seed)
+            it = batches(train_sub, self.preset.candidate_batch, True, gen, False)
+            self.importance.prepare(self.model, [b for _, b in zip(range(4), it)], seed)
+        else:
+            self.importance.prepare(self.model, None, seed)
+        for p in plans:
+            p["keeps"] = keep_indices(self.importance, self.pruner, p["widths"])
+        self.model.zero_grad(set_to_none=True)
+        jobs = self.n_jobs if self.n_jobs > 0 else (os.cpu_count() or 1)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        # sequential: keep the caller's thread setting; parallel: share the cores among the workers
+        threads = None if min(jobs, len(plans)) <= 1 else max(1, cores // min(jobs, len(plans)))
+        pre = self.preset
+        t_cand = time.perf_counter()
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(score_candidate)(self.model, self.mode, p["keeps"], train_sub, self.val_subset,
+                                     pre.candidate_steps, pre.candidate_batch, pre.candidate_lr, pre.bn_batches,
+                                     seed, threads)
+            for p in plans)
+        cand_s = time.perf_counter() - t_cand
+        for p, r in zip(plans, results):
+            p["val_top1"], p["seconds"] = float(r["val_top1"]), float(r["seconds"])
+        best = max(range(len(plans)), key=lambda k: (plans[k]["val_top1"], -plans[k]["predicted_ms"], -k))
+        win = plans[best]
+        self.pruner.apply(win["keeps"])
+        self.model.load_state_dict(results[best]["state"])
+        t_win = time.perf_counter()
+        if pre.winner_steps > 0:
+            finetune(self.model, self.train_split, pre.winner_steps, pre.candidate_batch, pre.candidate_lr,
+                     seed + 1, self.teacher)
+            recalibrate_bn(self.model, train_sub, pre.bn_batches, seed=seed)
+        val = evaluate(self.model, self.val_subset)
+        win_s = time.perf_counter() - t_win
+        spec = self.current_spec()
+        if self.verify:
+            self._verify(spec)
+        l0_now, pred = (float(v) for v in self.latency.predict_many([self.base_spec, spec]))
+        cfg = config_from_model(self.model)
+        record = {
+            "iteration": i, "phase": phase, "delta_ms": float(delta), "current_ms": cur_ms,
+            "group": win["group"], "width_before": win["width_before"], "width": win["width"],
+            "predicted_ms": pred, "predicted_speedup": l0_now / pred if pred > 0 else math.nan,
+            "candidate_val_top1": win["val_top1"], "val_top1": float(val),
+            "channels": self.pruner.widths(),
+            "config": cfg.to_dict() if cfg is not None else None,
+            "candidates": [{k: p[k] for k in ("group", "width_before", "width", "predicted_ms", "val_top1", "seconds")}
+                           for p in plans],
+            "candidate_seconds_mean": float(np.mean([p["seconds"] for p in plans])),
+            "candidates_wall_s": cand_s, "winner_finetune_s": win_s,
+            "seconds": time.perf_counter() - t0,
+        }
+        tm = self.state.timings
+        tm["candidates_s"] = tm.get("candidates_s", 0.0) + cand_s
+        tm["winner_finetune_s"] = tm.get("winner_finetune_s", 0.0) + win_s
+        tm["iterations_s"] = tm.get("iterations_s", 0.0) + record["seconds"]
+        return record
+
+    def _verify(self, spec: NetworkSpec) -> None:
+        from compactnet.extract import layer_differences, network_spec_from_torch
+
+        got = network_spec_from_torch(self.model, self.input_shape)
+        diffs = layer_differences(got, spec)
+        if diffs:
+            raise CompactNetError("the trimmed network is not the one whose latency was predicted: "
+                                  + "; ".join(diffs[:3]))
+
+    def _finish_iteration(self, record: dict) -> None:
+        self.state.iteration = record["iteration"]
+        self.state.trajectory.append(record)
+        self._save()
+        if self.on_iteration:
+            self.on_iteration(record)
+
+    # ----- the loop -------------------------------------------------------------------------------
+    def run(self) -> SearchState:
+        """Run (or continue) the search until the target is met on the device, or budgets run out."""
+        from tqdm.auto import tqdm
+
+        st = self.state
+        total = st.iterations + (self.preset.extra_iterations if self.measure_fn else 0)
+        bar = tqdm(total=total, initial=st.iteration, desc="trimming", unit="it", disable=not self.progress)
+        try:
+            while st.phase == "schedule" and st.iteration < st.iterations:
+                delta = st.deltas[st.iteration]
+                rec = self.step(delta, "schedule")
+                if rec is None:
+                    st.stop_reason = (f"iteration {st.iteration + 1}: no group can cut {delta:.4f} ms within its "
+                                      "lower bound")
+                    log.warning("%s", st.stop_reason)
+                    st.phase = "measure"
+                    self._save()
+                    break
+                self._finish_iteration(rec)
+                bar.update(1)
+                bar.set_postfix(pred=f"{rec['predicted_ms']:.3f}ms", x=f"{rec['predicted_speedup']:.2f}",
+                                val=f"{rec['val_top1']:.1f}%")
+            if st.phase == "schedule":
+                st.phase = "measure"
+                self._save()
+            while st.phase in ("measure", "extra"):
+                if self.measure_fn is None:
+                    st.phase = "done"
+                    break
+                t0 = time.perf_counter()
+                try:
+                    m = self.measure_fn(self.original, self.model, st.t_final)
+                except MeasurementError as exc:
+                    log.warning("measurement refused (%s): stopping on the predicted latency", exc)
+                    st.measurements.append({"iteration": st.iteration, "refused": str(exc)})
+                    st.phase = "done"
+                    break
+                st.timings["measure_s"] = st.timings.get("measure_s", 0.0) + time.perf_counter() - t0
+                spec = self.current_spec()
+                pred = float(self.latency.predict_many([spec])[0])
+                st.measurements.append({"iteration": st.iteration, "predicted_ms": pred, **m.to_dict()})
+                log.info("measured speedup %.2fx [%.2f, %.2f] (target %.2fx) after %d iterations", m.speedup, m.low,
+                         m.high, st.t_final, st.iteration)
+                if m.reached:
+                    st.phase = "done"
+                    break
+                if st.extra_done >= self.preset.extra_iterations:
+                    st.stop_reason = (f"measured speedup {m.speedup:.2f}x (lower bound {m.low:.2f}) misses "
+                                      f"{st.t_final:.2f}x after {st.extra_done} extra iteration(s)")
+                    log.warning("%s", st.stop_reason)
+                    st.phase = "done"
+                    break
+                self.latency.recalibrate(spec, m.trimmed_ms)
+                st.recalibrations.append({"spec": spec.to_dict(), "measured_ms": m.trimmed_ms})
+                pred = float(self.latency.predict_many([spec])[0])
+                margin = m.speedup / m.low if m.low > 0 else 1.0
+                target_ms = m.original_ms / (st.t_final * max(1.0, margin))
+                remaining = self.preset.extra_iterations - st.extra_done
+                delta = max(st.deltas[-1], (pred - target_ms) / remaining)
+                st.phase = "extra"
+                rec = self.step(delta, "extra")
+                if rec is None:
+                    st.stop_reason = f"extra iteration: no group can cut {delta:.4f} ms within its lower bound"
+                    log.warning("%s", st.stop_reason)
+                    st.phase = "done"
+                    break
+                st.extra_done += 1
+                rec["target_ms"] = target_ms
+                self._finish_iteration(rec)
+                bar.update(1)
+            st.phase = "done"
+            self._save()
+        finally:
+            bar.close()
+        return st
+
+
+__all__ = ["ProgressiveSearch", "SearchState", "Measured", "MeasureFn", "protocol_measure", "score_candidate",
+           "finetune", "recalibrate_bn", "subset"]

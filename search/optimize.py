@@ -1,0 +1,291 @@
+"""``optimize``: the whole search stage for the CLI (``compactnet optimize``).
+
+Loads the model and data, runs :class:`~compactnet.search.loop.ProgressiveSearch`, retrains the
+result with a fixed recipe (distilling the unpruned model), evaluates it, exports it and writes the
+output folder:
+
+``weights.safetensors``  trimmed weights (no optimiser state)
+``channels.json``        channel configuration, ``create_model(name, channels="channels.json")``
+``model.onnx``           the trimmed network, exported by the protocol (``original.onnx`` beside it)
+``history.json``         pruning history (replayable on the original weights)
+``trajectory.json``      per iteration: group, channels, predicted latency, validation top-1, seconds
+``trajectory.png``       latency vs validation top-1, and channels per group beside the original
+``report.json``/``.md``  predicted and measured latency and speedup (with interval), validation and
+                         test top-1, parameters, FLOPs, time per phase, platform and hardware
+``checkpoint/``          the search's resumable state; ``retrain/`` the final retrain's checkpoint
+
+Running ``optimize`` again with the same arguments and folder resumes a killed run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch import nn
+
+from compactnet.errors import ConfigError, bad_value
+from compactnet.search._io import atomic_write_json
+from compactnet.search.groups import channels_json, config_from_model, history_to_json
+from compactnet.search.loop import ProgressiveSearch, protocol_measure, subset
+from compactnet.search.schedule import Preset, get_preset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """What :func:`optimize` produced.
+
+    Attributes:
+        out_dir: Output folder.
+        model: The trimmed, retrained network.
+        model_name: Registry name.
+        config: Its channel configuration (registry config object, or None for foreign models).
+        report: The ``report.json`` content.
+        trajectory: Per-iteration records.
+        paths: Output files by role.
+    """
+
+    out_dir: Path
+    model: nn.Module
+    model_name: str
+    config: Any
+    report: dict
+    trajectory: list = field(default_factory=list)
+    paths: dict = field(default_factory=dict)
+
+    @property
+    def predicted_speedup(self) -> float:
+        """Predicted speedup of the trimmed network."""
+        return float(self.report["predicted"]["speedup"])
+
+    @property
+    def measured_speedup(self) -> tuple[float, float, float] | None:
+        """(ratio, low, high) measured by the protocol, or None."""
+        m = self.report.get("measured")
+        return (m["speedup"], m["low"], m["high"]) if m else None
+
+
+def _file_hash(path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _load_data(data: Any) -> Any:
+    from compactnet.data import load_cifar10
+
+    if data is not None and all(hasattr(data, a) for a in ("train", "val", "test")):
+        return data
+    return load_cifar10(data)
+
+
+def _load_predictor(predictor: Any, platform: Any) -> Any:
+    if predictor is None:
+        raise bad_value("predictor", "a fitted latency predictor (object or saved file) for "
+                        f"{platform.key}, or 'flops' for the FLOPs-driven baseline", None)
+    if isinstance(predictor, (str, Path)) and str(predictor).lower() not in ("flops", "macs"):
+        from compactnet import predictors as pred_pkg
+
+        loader = getattr(pred_pkg, "load_predictor", None) or getattr(pred_pkg, "load", None)
+        if loader is None:
+            raise ConfigError(f"cannot load the predictor file {predictor}: compactnet.predictors offers no "
+                              "load_predictor(); pass a fitted predictor object")
+        return loader(predictor)
+    return predictor
+
+
+def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup: float | None = None,
+             latency_ms: float | None = None, predictor: Any = None, preset: str | Preset = "quick",
+             mode: str = "paper", importance: str = "l2", out_dir: str | Path = "runs/optimize",
+             data: Any = None, n_jobs: int = 1, seed: int = 0, measure: bool = True, channels: Any = None,
+             retrain: bool = True, progress: bool = True, busy: str = "refuse",
+             on_iteration: Any = None, **preset_overrides: Any) -> SearchResult:
+    """Trim a trained registry model until a target speedup holds on a platform.
+
+    Args:
+        model_name: ``mobilenetv2``, ``resnet20`` or ``vgg16``.
+        weights: Trained weights (safetensors), or None for the model's initialisation (tests).
+        platform: Platform key (``ort-cpu-fp32-t1``) or :class:`~compactnet.spec.Platform`.
+        speedup: Target speedup ``T_final`` over the original (measured by the protocol).
+        latency_ms: Target latency instead (``T_final`` = original latency / target; the original's
+            measured latency when ``measure``, else its predicted one).
+        predictor: A fitted latency predictor for the platform (any
+            :class:`~compactnet.search.latency.LatencyModel`, a ``LatencyPredictor``, a saved
+            predictor path, or ``"flops"`` for the FLOPs-driven baseline).
+        preset: ``quick`` or ``paper`` (or a :class:`~compactnet.search.schedule.Preset`).
+        mode: ``paper`` or ``extended`` channel groups.
+        importance: ``l2``, ``group-l2``, ``random`` or ``taylor``.
+        out_dir: Output folder (a run found there with the same settings is resumed).
+        data: CIFAR-10 path, a loaded :class:`~compactnet.data.Cifar10` (or any object with
+            ``train``/``val``/``test`` splits), or None (``$COMPACTNET_DATA`` / the default copy).
+        n_jobs: Candidates scored in parallel (joblib; a distributed backend applies, see
+            :mod:`compactnet.search.loop`).
+        seed: Seed of every random choice.
+        measure: Measure original vs trimmed by the protocol and continue when the target is missed.
+        channels: Channel configuration of the starting model (None: the registry default).
+        retrain: Run the final retrain (the preset's recipe).
+        progress: Progress bars.
+        busy: Measurement policy on a busy machine (``refuse``, ``flag``, ``ignore``; see
+            :func:`compactnet.measure.compare`).
+        on_iteration: Callback with each trajectory record.
+        **preset_overrides: Preset fields to override (``iterations=``, ``candidate_steps=``, ...).
+
+    Returns:
+        The :class:`SearchResult`.
+
+    Raises:
+        ConfigError: Bad or missing target, predictor or names.
+        DataError, ModelFileError, MeasurementError: As raised by the stages used.
+    """
+    from compactnet.models import create_model, get_entry, load_weights, save_weights
+    from compactnet.spec import Platform
+    from compactnet.train import evaluate, get_recipe, train
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    entry = get_entry(model_name)
+    plat = platform if isinstance(platform, Platform) else Platform.parse(platform)
+    if (speedup is None) == (latency_ms is None):
+        raise bad_value("--speedup/--latency-ms", "exactly one target", {"speedup": speedup, "latency_ms": latency_ms})
+    if speedup is not None and not speedup > 1:
+        raise bad_value("--speedup", "a target above 1, e.g. 1.8", speedup)
+    if latency_ms is not None and not latency_ms > 0:
+        raise bad_value("--latency-ms", "a positive latency in ms", latency_ms)
+    pre = get_preset(preset, **preset_overrides)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = create_model(entry.name, channels)
+    if weights is not None:
+        load_weights(model, weights)
+    original = copy.deepcopy(model).eval()
+    ds = _load_data(data)
+    latency = _load_predictor(predictor, plat)
+    measure_fn = protocol_measure(plat, rounds=pre.rounds, input_shape=entry.input_shape, busy=busy) if measure else None
+    timings["load_s"] = time.perf_counter() - t0
+
+    t_final = speedup
+    if latency_ms is not None:
+        from compactnet.extract import network_spec_from_torch
+        from compactnet.search.latency import as_latency_model
+
+        if measure:
+            from compactnet import measure as protocol
+            from compactnet.export import export_onnx
+
+            ref = protocol.compare([export_onnx(original, input_shape=entry.input_shape).onnx_bytes], plat,
+                                   rounds=pre.rounds, busy=busy).latencies[0].median_ms
+        else:
+            ref = float(as_latency_model(latency).predict_many([network_spec_from_torch(original)])[0])
+        t_final = ref / latency_ms
+        if t_final <= 1:
+            raise bad_value("--latency-ms", f"below the original's latency ({ref:.3f} ms)", latency_ms)
+
+    signature = {"model": entry.name, "weights": _file_hash(weights), "channels": str(channels),
+                 "platform": plat.key, "speedup": round(float(t_final), 6), "preset": pre.to_dict(), "mode": mode,
+                 "importance": str(importance), "seed": int(seed), "measure": bool(measure)}
+    teacher = original if pre.distill else None
+    search = ProgressiveSearch(model, latency, ds.train, ds.val, t_final, pre, mode=mode, importance=importance,
+                               checkpoint_dir=out / "checkpoint", n_jobs=n_jobs, seed=seed, measure=measure_fn,
+                               teacher=teacher, progress=progress, on_iteration=on_iteration, signature=signature,
+                               input_shape=entry.input_shape)
+    search.try_resume()
+    val_sub = search.val_subset
+    original_val_sub = evaluate(original, val_sub)
+    original_widths = {g.name: g.width for g in search.groups}
+    state = search.run()
+    timings.update({k: v for k, v in state.timings.items()})
+
+    # ----- final retrain -------------------------------------------------------------------------
+    t1 = time.perf_counter()
+    if retrain and pre.final_epochs != 0:
+        recipe = get_recipe(pre.final_recipe, epochs=pre.final_epochs)
+        train(model, ds.train, ds.val, recipe, out_dir=out / "retrain", seed=seed, teacher=teacher,
+              max_steps=pre.final_max_steps, progress=progress)
+    timings["final_retrain_s"] = time.perf_counter() - t1
+
+    # ----- evaluation, export, measurement ---------------------------------------------------------
+    from compactnet.export import export_onnx
+    from compactnet.extract import network_spec_from_torch
+
+    t2 = time.perf_counter()
+    res = {"original": {"val_top1": evaluate(original, ds.val), "test_top1": evaluate(original, ds.test)},
+           "trimmed": {"val_top1": evaluate(model, ds.val), "test_top1": evaluate(model, ds.test)}}
+    timings["evaluate_s"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    export_onnx(original, out / "original.onnx", input_shape=entry.input_shape)
+    exported = export_onnx(model, out / "model.onnx", input_shape=entry.input_shape)
+    timings["export_s"] = time.perf_counter() - t3
+    spec0 = search.base_spec
+    spec1 = network_spec_from_torch(model, entry.input_shape)
+    pred0 = float(search.latency.predict_many([spec0])[0])
+    pred1 = float(search.latency.predict_many([spec1])[0])
+    measured = None
+    if measure_fn is not None:
+        t4 = time.perf_counter()
+        try:
+            measured = measure_fn(original, model, float(t_final)).to_dict()
+        except Exception as exc:  # MeasurementError on a busy machine: report, don't lose the run
+            from compactnet.errors import MeasurementError
+
+            if not isinstance(exc, MeasurementError):
+                raise
+            measured = None
+            log.warning("final measurement refused: %s", exc)
+        timings["final_measure_s"] = time.perf_counter() - t4
+
+    # ----- outputs -----------------------------------------------------------------------------
+    cfg = config_from_model(model)
+    save_weights(model, out / "weights.safetensors", metadata={"model": entry.name})
+    atomic_write_json(out / "channels.json", channels_json(entry.name, cfg))
+    (out / "history.json").write_text(history_to_json(search.pruner.history))
+    atomic_write_json(out / "trajectory.json", state.trajectory)
+    from compactnet.search.report import plot_trajectory, write_report
+
+    final_widths = search.pruner.widths()
+    plot_trajectory(state.trajectory, original_widths, final_widths, out / "trajectory.png", state.l0_ms,
+                    original_val_sub, state.measurements)
+    timings["total_s"] = time.perf_counter() - t0
+    cand = [c["seconds"] for r in state.trajectory for c in r.get("candidates", [])]
+    report = {
+        "model": entry.name, "mode": mode, "importance": str(importance), "preset": pre.to_dict(),
+        "platform": {**plat.to_dict(), "describe": plat.describe()},
+        "target_speedup": float(t_final), "target_latency_ms": latency_ms,
+        "schedule": {"t_init": state.t_init, "iterations": state.iterations, "decay": state.decay,
+                     "deltas_ms": state.deltas, "extra_iterations": state.extra_done},
+        "stop_reason": state.stop_reason,
+        "predicted": {"original_ms": pred0, "trimmed_ms": pred1, "speedup": pred0 / pred1 if pred1 > 0 else None},
+        "measured": measured, "measurements": state.measurements,
+        "original": {**res["original"], "val_subset_top1": original_val_sub, "params": spec0.params,
+                     "flops": 2 * spec0.macs},
+        "trimmed": {**res["trimmed"], "params": spec1.params, "flops": 2 * spec1.macs},
+        "channels": {"original": original_widths, "trimmed": final_widths,
+                     "config": cfg.to_dict() if cfg is not None else None,
+                     "original_config": config_from_model(original).to_dict()},
+        "candidate_seconds_mean": (sum(cand) / len(cand)) if cand else None,
+        "candidates_scored": len(cand),
+        "timings": timings,
+        "data": {"source": getattr(ds, "source", None), "copy": getattr(ds, "copy", None),
+                 "test_hash": getattr(ds, "test_hash", None)},
+        "onnx": exported.to_dict(),
+    }
+    write_report(report, out)
+    paths = {k: out / v for k, v in (("weights", "weights.safetensors"), ("channels", "channels.json"),
+                                      ("onnx", "model.onnx"), ("original_onnx", "original.onnx"),
+                                      ("history", "history.json"), ("trajectory", "trajectory.json"),
+                                      ("plot", "trajectory.png"), ("report", "report.json"),
+                                      ("report_md", "report.md"))}
+    return SearchResult(out, model, entry.name, cfg, report, state.trajectory, paths)
+
+
+__all__ = ["optimize", "SearchResult"]

@@ -1,0 +1,125 @@
+"""Search outputs: the trajectory plot (the paper's Figure 4) and report.json / report.md."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from compactnet.search._io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def plot_trajectory(trajectory: Sequence[Mapping[str, Any]], original: Mapping[str, int],
+                    final: Mapping[str, int], path: str | Path, l0_ms: float | None = None,
+                    original_val: float | None = None,
+                    measurements: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Two panels: predicted latency vs validation top-1 per iteration; channels per group beside the original.
+
+    Args:
+        trajectory: The search's per-iteration records.
+        original: Width per search group before the search.
+        final: Width per search group after it.
+        path: PNG to write.
+        l0_ms: Predicted latency of the original network (plotted as iteration 0).
+        original_val: Its validation top-1 on the same subset.
+        measurements: Measured points (``predicted_ms``/``trimmed_ms``) drawn beside the predictions.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    xs = [r["predicted_ms"] for r in trajectory]
+    ys = [r["val_top1"] for r in trajectory]
+    if l0_ms is not None and original_val is not None:
+        xs, ys = [l0_ms] + xs, [original_val] + ys
+    ax1.plot(xs, ys, "o-", color="tab:blue", label="predicted latency")
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        ax1.annotate(str(k if l0_ms is not None and original_val is not None else k + 1), (x, y),
+                     fontsize=7, xytext=(3, 3), textcoords="offset points")
+    meas = [m for m in measurements if m.get("trimmed_ms")]
+    if meas:
+        by_iter = {r["iteration"]: r["val_top1"] for r in trajectory}
+        mx = [m["trimmed_ms"] for m in meas]
+        my = [by_iter.get(m["iteration"], ys[-1] if ys else 0) for m in meas]
+        ax1.plot(mx, my, "s", color="tab:red", label="measured latency")
+    ax1.invert_xaxis()
+    ax1.set_xlabel("latency (ms)")
+    ax1.set_ylabel("validation top-1 (%)")
+    ax1.set_title("trimming trajectory")
+    ax1.legend(fontsize=8)
+    names = list(original)
+    x = range(len(names))
+    ax2.bar([i - 0.2 for i in x], [original[n] for n in names], width=0.4, label="original", color="0.7")
+    ax2.bar([i + 0.2 for i in x], [final.get(n, original[n]) for n in names], width=0.4, label="trimmed",
+            color="tab:green")
+    ax2.set_xticks(list(x))
+    ax2.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    ax2.set_ylabel("channels")
+    ax2.set_title("channels per group")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(p)
+    return p
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    if v is None:
+        return "-"
+    try:
+        return format(float(v), spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and a short ``report.md``."""
+    out = Path(out_dir)
+    jpath = atomic_write_json(out / "report.json", dict(report))
+    r = report
+    pred, meas = r.get("predicted", {}), r.get("measured") or {}
+    lines = [
+        f"# CompactNet search: {r.get('model')} on {r.get('platform', {}).get('key', '?')}",
+        "",
+        f"Platform: {r.get('platform', {}).get('describe', '')}  ",
+        f"Target: {_fmt(r.get('target_speedup'), '.2f')}x, mode {r.get('mode')}, preset {r.get('preset', {}).get('name')}, "
+        f"importance {r.get('importance')}, stopped: {r.get('stop_reason') or 'target met or schedule done'}",
+        "",
+        "| | original | trimmed |",
+        "|---|---|---|",
+        f"| predicted latency (ms) | {_fmt(pred.get('original_ms'))} | {_fmt(pred.get('trimmed_ms'))} |",
+        f"| measured latency (ms) | {_fmt(meas.get('original_ms'))} | {_fmt(meas.get('trimmed_ms'))} |",
+        f"| validation top-1 (%) | {_fmt(r.get('original', {}).get('val_top1'), '.2f')} | "
+        f"{_fmt(r.get('trimmed', {}).get('val_top1'), '.2f')} |",
+        f"| test top-1 (%) | {_fmt(r.get('original', {}).get('test_top1'), '.2f')} | "
+        f"{_fmt(r.get('trimmed', {}).get('test_top1'), '.2f')} |",
+        f"| parameters | {r.get('original', {}).get('params', '-')} | {r.get('trimmed', {}).get('params', '-')} |",
+        f"| FLOPs | {r.get('original', {}).get('flops', '-')} | {r.get('trimmed', {}).get('flops', '-')} |",
+        "",
+        f"Predicted speedup: {_fmt(pred.get('speedup'), '.2f')}x. "
+        + (f"Measured speedup: {_fmt(meas.get('speedup'), '.2f')}x, 95% interval [{_fmt(meas.get('low'), '.2f')}, "
+           f"{_fmt(meas.get('high'), '.2f')}], target {'reached' if meas.get('reached') else 'not reached'}."
+           if meas else "Not measured."),
+        "",
+        "Channels per group (original -> trimmed): "
+        + ", ".join(f"{k} {v} -> {r.get('channels', {}).get('trimmed', {}).get(k, v)}"
+                    for k, v in r.get("channels", {}).get("original", {}).items()),
+        "",
+        "Time per phase (s): " + ", ".join(f"{k} {_fmt(v, '.1f')}" for k, v in r.get("timings", {}).items()),
+        "",
+        f"Candidate scoring: {_fmt(r.get('candidate_seconds_mean'), '.1f')} s per candidate on average.",
+        "",
+    ]
+    mpath = atomic_write_text(out / "report.md", "\n".join(lines))
+    return jpath, mpath
+
+
+__all__ = ["plot_trajectory", "write_report"]
