@@ -1,0 +1,449 @@
+"""Profilers: measure layers on a platform with the package's measurement protocol.
+
+Following nn-Meter, a profiler is split in two halves:
+
+* the *runner* half executes and times models on the device: :func:`run_timing_job` (used
+  locally by :class:`RunnerProfiler` and on a remote device by :mod:`compactnet.profilers.agent`)
+  compiles each ONNX model with a :class:`compactnet.runtimes.Runner`, times them in the chosen
+  context (:mod:`compactnet.profilers.timing`) together with an empty model, and returns
+  JSON-ready timings with the per-call overhead subtracted;
+* the *parser* half, :meth:`Profiler.measure`, turns timings into :class:`~compactnet.spec.Measurement`
+  records, re-measures layers whose rounds disagree and records the machine's load.
+
+The protocol (DESIGN's measurement rule, :mod:`compactnet.measure`): at least 7 rounds after
+warm-up, a layer's latency is the median of its round medians, a spread per sample, the load
+average recorded, a busy machine refused (``busy="refuse"``) or the measurement flagged
+(``busy="flag"``: kept, with its load, and logged).
+
+:class:`SyntheticProfiler` is a seeded, deterministic stand-in for tests, with a cost model that
+punishes unaligned channel counts like onnxruntime does.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from compactnet.errors import ConfigError, MeasurementError, bad_value
+from compactnet.spec import Latency, LayerSpec, Measurement, Platform, hardware_id
+
+from compactnet.profilers.layers import layer_onnx, network_onnx, overhead_onnx
+from compactnet.profilers.timing import CONTEXTS, DEFAULT_ROTATION_BYTES, cache_filler, time_layers
+
+log = logging.getLogger(__name__)
+
+BUSY_POLICIES = ("refuse", "flag", "ignore")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How layers are timed.
+
+    Attributes:
+        rounds: Rounds after warm-up (DESIGN: >= 7).
+        runs: Timed calls per layer per round.
+        warmup: Untimed calls per layer first.
+        seed: Seed of the call order (and of layer weights).
+        context: ``rotation`` (default), ``isolated`` or ``flush`` (:mod:`~compactnet.profilers.timing`).
+        rotation_bytes: Bytes the cache-evicting pass writes once per rotation cycle, less what the
+            batch's layers move themselves.
+        max_spread: Re-measure a layer whose round medians spread ((max - min) / median) above this.
+        retries: Re-measurements at most; the attempt with the smallest spread is kept.
+        max_load: Load average (beyond our own process) above which the machine is busy.
+        busy: ``refuse`` (raise :class:`~compactnet.errors.MeasurementError`), ``flag`` (keep, log,
+            record the load) or ``ignore``.
+        subtract_overhead: Subtract the per-call overhead of an empty model timed in the same loop.
+    """
+
+    rounds: int = 7
+    runs: int = 40
+    warmup: int = 10
+    seed: int = 0
+    context: str = "rotation"
+    rotation_bytes: int = DEFAULT_ROTATION_BYTES
+    max_spread: float = 0.15
+    retries: int = 2
+    max_load: float = 0.5
+    busy: str = "refuse"
+    subtract_overhead: bool = True
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise bad_value("context", "one of " + ", ".join(CONTEXTS), self.context)
+        if self.busy not in BUSY_POLICIES:
+            raise bad_value("busy", "one of " + ", ".join(BUSY_POLICIES), self.busy)
+        if int(self.rounds) < 1 or int(self.runs) < 1:
+            raise bad_value("rounds/runs", "positive integers", (self.rounds, self.runs))
+
+    def replace(self, **changes: Any) -> "Protocol":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "Protocol":
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise bad_value("protocol", "keys among " + ", ".join(sorted(names)), sorted(unknown))
+        return cls(**d)
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO-8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def round_spread(lat: Latency) -> float:
+    """Relative spread of the round medians, (max - min) / median (0 with one round)."""
+    if len(lat.rounds) < 2 or not lat.median_ms:
+        return 0.0
+    return (max(lat.rounds) - min(lat.rounds)) / abs(lat.median_ms)
+
+
+def latency_from_times(times: np.ndarray, overhead_s: np.ndarray | None = None) -> Latency:
+    """Turn one model's seconds ``(rounds, runs)`` into a :class:`Latency` (median of round medians).
+
+    Args:
+        times: Seconds, shaped ``(rounds, runs)``.
+        overhead_s: Per-round per-call overhead in seconds, shaped ``(rounds,)``, subtracted from
+            every run of its round (results clipped at 0).
+    """
+    from compactnet.measure import summarise
+
+    t = np.asarray(times, np.float64)
+    if overhead_s is not None:
+        t = np.clip(t - np.asarray(overhead_s, np.float64)[:, None], 0.0, None)
+    return summarise(t)
+
+
+def judge_load(load: float, protocol: Protocol, what: str = "measurement") -> float:
+    """Apply the busy policy to a load (cores busy beyond our process) measured during timing.
+
+    Raises:
+        MeasurementError: ``load > protocol.max_load`` and ``protocol.busy == "refuse"``.
+    """
+    if load > protocol.max_load:  # NaN (no way to read the load) compares False: kept, recorded as NaN
+        msg = (f"machine busy: {load:.2f} CPU cores used by other processes during the {what}, above "
+               f"max_load={protocol.max_load} (DESIGN: never profile while another CPU-heavy job runs)")
+        if protocol.busy == "refuse":
+            raise MeasurementError(msg + "; refused (pass busy='flag' to keep flagged measurements)")
+        if protocol.busy == "flag":
+            log.warning("%s; measurements kept and flagged with their load", msg)
+    return float(load)
+
+
+def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
+                   deadline: float | None = None) -> dict:
+    """Runner half: compile and time ``models`` on ``runner`` with ``protocol``; JSON-ready result.
+
+    The empty model of :func:`~compactnet.profilers.layers.overhead_onnx` is timed in the same
+    loop; its per-round median is subtracted from every run of every model (when
+    ``protocol.subtract_overhead``).
+
+    Args:
+        runner: A :class:`compactnet.runtimes.Runner` (``platform`` and ``load(model)``).
+        models: Serialized ONNX models.
+        protocol: Timing protocol.
+        deadline: ``time.monotonic()`` value after which the job stops with ``JobTimeout``.
+
+    Returns:
+        ``{"platform": Platform dict, "latencies": [Latency dicts], "overhead": Latency dict,
+        "load": float, "seconds": float, "context": str}``.
+
+    Raises:
+        MeasurementError: Busy machine (``busy="refuse"``), runtime failure, or time limit.
+    """
+    from compactnet.measure import LoadMonitor
+
+    t_start = time.perf_counter()
+    fns = [runner.load(m) for m in models]
+    overhead_fn = runner.load(overhead_onnx())
+    filler = cache_filler(protocol.rotation_bytes) if protocol.context != "isolated" else None
+    monitor = LoadMonitor().start()
+    times = time_layers(fns + [overhead_fn], protocol.context, protocol.rounds, protocol.runs, protocol.warmup,
+                        protocol.seed, filler=filler, timer=getattr(runner, "timer", time.perf_counter_ns),
+                        deadline=deadline)
+    overhead_round = np.median(times[-1], axis=1)
+    sub = overhead_round if protocol.subtract_overhead else None
+    lats = [latency_from_times(times[i], sub) for i in range(len(models))]
+    load = monitor.stop()
+    if runner.platform.runtime != "synthetic":  # a simulated clock is never disturbed by load
+        judge_load(load, protocol, f"timing on {runner.platform.key}")
+    return {"platform": runner.platform.to_dict(), "latencies": [l.to_dict() for l in lats],
+            "overhead": latency_from_times(times[-1]).to_dict(), "load": load,
+            "seconds": time.perf_counter() - t_start, "context": protocol.context}
+
+
+def rotation_protocol(layers: Sequence[LayerSpec], protocol: Protocol, precision: str = "fp32") -> Protocol:
+    """In ``rotation``, the evicting pass writes only what the batch's own layers do not move."""
+    if protocol.context != "rotation":
+        return protocol
+    moved = sum(l.bytes_moved(precision) for l in layers)
+    return protocol.replace(rotation_bytes=max(0, protocol.rotation_bytes - moved))
+
+
+class Profiler(abc.ABC):
+    """Measures layers on one platform.
+
+    Subclasses implement the runner half, :meth:`time_layers` (and :meth:`time_networks`);
+    :meth:`measure` is the parser half shared by all.
+
+    Attributes:
+        platform: Where layers are measured (with hardware and runtime version).
+        protocol: Default timing protocol.
+    """
+
+    platform: Platform
+    protocol: Protocol
+
+    def __init__(self, platform: Platform, protocol: Protocol | None = None):
+        self.platform = platform
+        self.protocol = protocol or Protocol()
+
+    # ----- runner half ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float]:
+        """Time ``layers`` together (one rotation); return their latencies and the load."""
+
+    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol) -> tuple[list[Latency], float]:
+        """Time whole chained networks, interleaved (isolated context: a network is called back to back)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot time whole networks")
+
+    # ----- parser half ---------------------------------------------------------------------
+    def measure(self, layers: Sequence[LayerSpec], context: str | None = None,
+                protocol: Protocol | None = None) -> list[Measurement]:
+        """Measure ``layers`` (timed together, in one rotation) with the protocol.
+
+        Layers whose round medians disagree by more than ``protocol.max_spread`` are re-measured
+        (together) up to ``protocol.retries`` times; the attempt with the smallest spread is kept.
+
+        Args:
+            layers: Layer configurations.
+            context: Overrides ``protocol.context``.
+            protocol: Overrides :attr:`protocol`.
+
+        Returns:
+            One :class:`Measurement` per layer, in order, each with its load and context.
+
+        Raises:
+            MeasurementError: Busy machine under ``busy="refuse"`` or a runtime failure.
+        """
+        proto = protocol or self.protocol
+        if context is not None:
+            proto = proto.replace(context=context)
+        layers = list(layers)
+        if not layers:
+            return []
+        lats, load = self.time_layers(layers, proto)
+        loads = [load] * len(layers)
+        for attempt in range(proto.retries):
+            bad = [i for i, l in enumerate(lats) if round_spread(l) > proto.max_spread]
+            if not bad:
+                break
+            log.info("re-measuring %d layer(s) whose rounds disagree (spread > %.0f%%)", len(bad),
+                     100 * proto.max_spread)
+            again, load2 = self.time_layers([layers[i] for i in bad], proto.replace(seed=proto.seed + attempt + 1))
+            for i, lat in zip(bad, again):
+                if round_spread(lat) < round_spread(lats[i]):
+                    lats[i], loads[i] = lat, load2
+        for layer, lat in zip(layers, lats):
+            if round_spread(lat) > proto.max_spread:
+                log.warning("%s on %s: round medians still spread %.0f%% after %d re-measure(s)", layer.name,
+                            self.platform.key, 100 * round_spread(lat), proto.retries)
+        when = now_iso()
+        return [Measurement(layer, self.platform, lat, when, float(ld), proto.context)
+                for layer, lat, ld in zip(layers, lats, loads)]
+
+    def measure_networks(self, networks: Sequence[Sequence[LayerSpec]],
+                         protocol: Protocol | None = None) -> list[Latency]:
+        """Latency of whole networks (each a chain of layers), interleaved, overhead subtracted."""
+        lats, _load = self.time_networks(networks, protocol or self.protocol)
+        return lats
+
+    def close(self) -> None:
+        """Release sessions or connections (nothing by default)."""
+
+
+class RunnerProfiler(Profiler):
+    """Profiles layers on any local :class:`compactnet.runtimes.Runner` (ort, openvino, ncnn, torch, synthetic).
+
+    Args:
+        runner: A runner, or a platform (key) given to :func:`compactnet.runtimes.get_runner`.
+        protocol: Timing protocol.
+        weight_seed: Seed of the layers' random weights.
+    """
+
+    def __init__(self, runner: Any, protocol: Protocol | None = None, weight_seed: int = 0):
+        if isinstance(runner, (str, Platform)):
+            from compactnet.runtimes import get_runner
+
+            runner = get_runner(runner)
+        self.runner = runner
+        self.weight_seed = weight_seed
+        super().__init__(runner.platform, protocol)
+
+    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float]:
+        models = [layer_onnx(l, self.weight_seed) for l in layers]
+        res = run_timing_job(self.runner, models, rotation_protocol(layers, protocol, self.platform.precision))
+        return [Latency.from_dict(d) for d in res["latencies"]], float(res["load"])
+
+    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol) -> tuple[list[Latency], float]:
+        models = [network_onnx(n, self.weight_seed) for n in networks]
+        res = run_timing_job(self.runner, models, protocol.replace(context="isolated"))
+        return [Latency.from_dict(d) for d in res["latencies"]], float(res["load"])
+
+
+# ----- synthetic ------------------------------------------------------------------------------
+SYNTHETIC_VERSION = "synthetic-1"
+
+
+def synthetic_platform(precision: str = "fp32", threads: int = 1) -> Platform:
+    """The synthetic platform (this machine's hardware id, a fixed runtime version)."""
+    return Platform("synthetic", "cpu", precision, threads, hardware_id(), SYNTHETIC_VERSION)
+
+
+def _unaligned(c: int, m: int) -> bool:
+    return c % m != 0
+
+
+def synthetic_cost_ms(layer: LayerSpec, context: str = "rotation") -> float:
+    """Noise-free latency (ms) of the synthetic platform's cost model.
+
+    Compute at 20 GMAC/s (dense) or 2 GMAC/s (depthwise), memory at 10 GB/s, 2 us per node; channel
+    counts that are not multiples of 8 cost more (a depthwise conv 2.8x, like onnxruntime's 21 us vs
+    60 us at 64 vs 63 channels), multiples of 8 but not 16 a little more; ``isolated`` reads 30%
+    fast (warm cache).
+    """
+    ms = 2e-3 + layer.bytes_moved() / 1e7
+    if layer.op == "block":
+        hid = layer.expansion or layer.cin
+        expand = layer.h * layer.w * layer.cin * hid if hid != layer.cin else 0
+        oh, ow = layer.out_hw
+        ms += expand / 2e7 + oh * ow * hid * 9 / 2e6 + oh * ow * hid * layer.cout / 2e7 + 4e-3
+        factor = 1.0 + (1.6 if _unaligned(hid, 8) else 0.0) + (0.25 if _unaligned(layer.cout, 8) else 0.0) \
+            + (0.1 if _unaligned(hid, 16) else 0.0)
+    elif layer.op == "dwconv":
+        ms += layer.macs / 2e6
+        factor = 2.8 if _unaligned(layer.cin, 8) else (1.1 if _unaligned(layer.cin, 16) else 1.0)
+    elif layer.op in ("conv", "linear"):
+        ms += layer.macs / 2e7
+        factor = 1.0 + (0.25 if _unaligned(layer.cout, 8) else 0.0) + (0.15 if _unaligned(layer.cin, 8) else 0.0) \
+            + (0.1 if _unaligned(layer.cout, 16) else 0.0)
+    else:
+        ms += layer.macs / 1e8
+        factor = 1.0
+    ms *= factor
+    if context == "isolated":
+        ms *= 0.7
+    return ms
+
+
+class SyntheticProfiler(Profiler):
+    """A seeded fake platform: :func:`synthetic_cost_ms` times optional log-normal noise.
+
+    Args:
+        noise: Relative noise (sigma of a log-normal factor) per round median; 0 is noise-free.
+        seed: Noise seed; the same seed and the same calls give the same numbers.
+        delay_s: Real seconds slept per timed layer (to mimic a device in tests).
+        protocol: Timing protocol (busy policy ignored: a synthetic platform is never busy).
+        platform: Overrides :func:`synthetic_platform`.
+        network_bias: Relative amount by which a whole network is slower than the sum of its layers.
+    """
+
+    def __init__(self, noise: float = 0.0, seed: int = 0, delay_s: float = 0.0, protocol: Protocol | None = None,
+                 platform: Platform | None = None, network_bias: float = 0.0):
+        super().__init__(platform or synthetic_platform(), protocol)
+        self.noise = float(noise)
+        self.delay_s = float(delay_s)
+        self.network_bias = float(network_bias)
+        self._rng = np.random.default_rng(seed)
+        self.calls = 0
+
+    def _latency(self, base_ms: float, protocol: Protocol) -> Latency:
+        if self.noise > 0:
+            rounds = base_ms * np.exp(self._rng.normal(0.0, self.noise, protocol.rounds))
+        else:
+            rounds = np.full(protocol.rounds, base_ms)
+        med = float(np.median(rounds))
+        return Latency(med, float(rounds.min()), float(rounds.max()), protocol.rounds * protocol.runs,
+                       tuple(float(r) for r in rounds))
+
+    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float]:
+        out = []
+        for layer in layers:
+            self.calls += 1
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            out.append(self._latency(synthetic_cost_ms(layer, protocol.context), protocol))
+        return out, 0.0
+
+    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol) -> tuple[list[Latency], float]:
+        out = []
+        for net in networks:
+            base = sum(synthetic_cost_ms(l, "rotation") for l in net) * (1.0 + self.network_bias)
+            out.append(self._latency(base, protocol))
+        return out, 0.0
+
+
+# ----- factory and noise floor ---------------------------------------------------------------
+def get_profiler(platform: Platform | str, protocol: Protocol | None = None, **kwargs: Any) -> Profiler:
+    """The profiler of a platform key: :class:`SyntheticProfiler` for ``synthetic-*``, else a
+    :class:`RunnerProfiler` over :func:`compactnet.runtimes.get_runner`.
+
+    Raises:
+        ConfigError: Malformed key or a runtime/provider this machine does not have.
+    """
+    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
+    if plat.runtime == "synthetic":
+        return SyntheticProfiler(protocol=protocol, platform=synthetic_platform(plat.precision, plat.threads),
+                                 **kwargs)
+    return RunnerProfiler(plat, protocol=protocol, **kwargs)
+
+
+def default_probe_layer() -> LayerSpec:
+    """The configuration whose spread is a platform's noise floor: a Table-1 block (24->24, 8x8, t=6)."""
+    return LayerSpec("probe", "block", 24, 24, 8, 8, stride=(1, 1), expansion=144, bn=True, act="relu6",
+                     residual=True)
+
+
+def noise_floor(profiler: Profiler, layer: LayerSpec | None = None, repeats: int = 20,
+                context: str | None = None) -> dict:
+    """Measure one configuration ``repeats`` times; report the relative spread of the medians.
+
+    Returns:
+        ``{"platform", "hardware", "runtime_version", "layer", "context", "repeats", "median_ms",
+        "rel_spread" ((max - min) / median), "rel_iqr", "cv", "medians_ms"}``.
+    """
+    layer = layer or default_probe_layer()
+    if int(repeats) < 2:
+        raise bad_value("repeats", "an integer >= 2", repeats)
+    proto = profiler.protocol.replace(retries=0)
+    meds = []
+    for i in range(int(repeats)):
+        m = profiler.measure([layer], context=context, protocol=proto.replace(seed=proto.seed + i))[0]
+        meds.append(m.latency.median_ms)
+    a = np.asarray(meds)
+    med = float(np.median(a))
+    q1, q3 = np.percentile(a, [25, 75])
+    return {"platform": profiler.platform.key, "hardware": profiler.platform.hardware,
+            "runtime_version": profiler.platform.runtime_version, "layer": layer.to_dict(),
+            "context": context or profiler.protocol.context, "repeats": int(repeats), "median_ms": med,
+            "rel_spread": float((a.max() - a.min()) / med) if med else math.nan,
+            "rel_iqr": float((q3 - q1) / med) if med else math.nan,
+            "cv": float(a.std(ddof=1) / a.mean()) if a.mean() else math.nan, "medians_ms": a.tolist()}

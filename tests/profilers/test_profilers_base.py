@@ -1,0 +1,115 @@
+"""Profilers: overhead subtraction, re-measurement, busy policy, contexts, synthetic cost model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from compactnet.errors import ConfigError, MeasurementError
+from compactnet.spec import Latency, LayerSpec
+from compactnet.profilers.base import (Protocol, RunnerProfiler, SyntheticProfiler, Profiler, get_profiler,
+                                       judge_load, noise_floor, synthetic_cost_ms, synthetic_platform)
+from compactnet.profilers.layers import layer_onnx, overhead_onnx
+
+FAST = Protocol(rounds=3, runs=4, warmup=1, busy="ignore")
+DW64 = LayerSpec("dw", "dwconv", 64, 64, 8, 8, kernel=3, padding=1, groups=64, bn=True, act="relu6")
+DW63 = LayerSpec("dw", "dwconv", 63, 63, 8, 8, kernel=3, padding=1, groups=63, bn=True, act="relu6")
+BLOCK = LayerSpec("b", "block", 24, 24, 8, 8, kernel=3, padding=1, expansion=144, residual=True, bn=True,
+                  act="relu6")
+
+
+def test_runner_profiler_subtracts_the_overhead_model():
+    from compactnet.runtimes import get_runner
+
+    runner = get_runner("synthetic-cpu-fp32-t1", sigma=0.0)
+    prof = RunnerProfiler(runner, FAST)
+    ms = prof.measure([DW64, BLOCK])
+    overhead = runner.expected_s(overhead_onnx())
+    for layer, m in zip([DW64, BLOCK], ms):
+        want = (runner.expected_s(layer_onnx(layer)) - overhead) * 1e3
+        assert m.latency.median_ms == pytest.approx(want, abs=2e-6)  # integer-ns clock
+        assert m.context == "rotation"
+        assert len(m.latency.rounds) == 3 and m.latency.runs == 12
+        assert m.platform.runtime == "synthetic" and m.platform.hardware
+    iso = prof.measure([DW64], context="isolated")[0]
+    assert iso.context == "isolated"
+    raw = RunnerProfiler(runner, FAST.replace(subtract_overhead=False)).measure([DW64])[0]
+    assert raw.latency.median_ms == pytest.approx(runner.expected_s(layer_onnx(DW64)) * 1e3, abs=2e-6)
+
+
+class _Flaky(Profiler):
+    """First timing spreads 50% across rounds, later ones agree."""
+
+    def __init__(self):
+        super().__init__(synthetic_platform(), Protocol(max_spread=0.1, retries=2))
+        self.calls = []
+
+    def time_layers(self, layers, protocol):
+        self.calls.append(len(layers))
+        rounds = (1.0, 1.5, 1.0) if len(self.calls) == 1 else (1.0, 1.02, 1.01)
+        return [Latency(float(np.median(rounds)), min(rounds), max(rounds), 3, rounds) for _ in layers], 0.2
+
+
+def test_rounds_that_disagree_are_measured_again():
+    prof = _Flaky()
+    m = prof.measure([DW64, BLOCK])
+    assert prof.calls == [2, 2]
+    assert max(m[0].latency.rounds) == pytest.approx(1.02)
+    assert m[0].load == pytest.approx(0.2)
+
+
+def test_busy_machine_is_refused_or_flagged(caplog):
+    with pytest.raises(MeasurementError, match="busy"):
+        judge_load(1.3, Protocol(busy="refuse"))
+    assert judge_load(1.3, Protocol(busy="flag")) == 1.3
+    assert "busy" in caplog.text
+    assert judge_load(0.1, Protocol(busy="refuse")) == pytest.approx(0.1)
+    assert math.isnan(judge_load(float("nan"), Protocol()))
+
+
+def test_protocol_validation_names_the_parameter():
+    with pytest.raises(ConfigError, match="context"):
+        Protocol(context="hot")
+    with pytest.raises(ConfigError, match="busy"):
+        Protocol(busy="maybe")
+    with pytest.raises(ConfigError, match="protocol"):
+        Protocol.from_dict({"roundz": 3})
+    assert Protocol.from_dict(FAST.to_dict()) == FAST
+
+
+def test_synthetic_punishes_unaligned_channels_and_is_seeded():
+    assert synthetic_cost_ms(DW63) > 2 * synthetic_cost_ms(DW64)
+    assert synthetic_cost_ms(DW64, "isolated") < synthetic_cost_ms(DW64, "rotation")
+    a = SyntheticProfiler(noise=0.05, seed=3).measure([DW64, DW63])
+    b = SyntheticProfiler(noise=0.05, seed=3).measure([DW64, DW63])
+    assert [m.latency for m in a] == [m.latency for m in b]
+    exact = SyntheticProfiler().measure([DW64])[0]
+    assert exact.latency.median_ms == pytest.approx(synthetic_cost_ms(DW64))
+
+
+def test_noise_floor_reports_spread_of_repeats():
+    flat = noise_floor(SyntheticProfiler(), DW64, repeats=20)
+    assert flat["repeats"] == 20 and flat["rel_spread"] == 0.0
+    noisy = noise_floor(SyntheticProfiler(noise=0.05, seed=1), DW64, repeats=20)
+    assert 0.0 < noisy["cv"] < noisy["rel_spread"] < 1.0
+    assert len(noisy["medians_ms"]) == 20
+    with pytest.raises(ConfigError):
+        noise_floor(SyntheticProfiler(), DW64, repeats=1)
+
+
+def test_get_profiler_dispatches_on_runtime():
+    assert isinstance(get_profiler("synthetic-cpu-fp32-t1"), SyntheticProfiler)
+    with pytest.raises(ConfigError):
+        get_profiler("tpu-cpu-fp32-t1")
+
+
+@pytest.mark.runtime
+def test_onnxruntime_layers_measure_positive_latencies():
+    prof = get_profiler("ort-cpu-fp32-t1", FAST)
+    ms = prof.measure([DW64, BLOCK])
+    assert all(m.latency.median_ms > 0 for m in ms)
+    assert ms[0].platform.key == "ort-cpu-fp32-t1" and ms[0].platform.runtime_version
+    nets = prof.measure_networks([[BLOCK], [BLOCK, BLOCK]])
+    assert all(l.median_ms > 0 for l in nets)
