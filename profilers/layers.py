@@ -8,7 +8,7 @@ fuses them exactly as it fuses the exported network. Graphs use opset 17 and IR 
 onnxruntime 1.31 refuses onnx 1.23's default IR 14).
 
 :func:`network_onnx` chains layers into one graph (the prefix networks of the Figure-7 check) and
-:func:`overhead_onnx` builds the empty model whose latency is the per-call overhead the profilers
+:func:`overhead_onnx` builds the near-empty model whose latency is the per-call overhead the profilers
 subtract.
 """
 
@@ -270,9 +270,13 @@ def network_onnx(layers: Sequence[LayerSpec], seed: int = 0) -> bytes:
 
 
 def overhead_onnx(shape: tuple[int, ...] = (1, 1, 1, 1)) -> bytes:
-    """The empty model (one Identity) whose latency is a runtime's per-call overhead."""
+    """The near-empty model (one Relu on one element) whose latency is a runtime's per-call overhead.
+
+    Not a bare Identity: converters such as pnnx (ncnn) optimise an Identity-only graph down to
+    nothing and fail on it.
+    """
     g = _Graph(np.random.default_rng(0))
-    g.nodes.append(helper.make_node("Identity", ["x"], ["out"], name="identity"))
+    g.nodes.append(helper.make_node("Relu", ["x"], ["out"], name="overhead_relu"))
     return _model(g, [("x", tuple(shape))], "out", tuple(shape), "overhead")
 
 
