@@ -1,0 +1,442 @@
+"""Whole-network latency: one estimator per layer kind, a per-platform overhead, calibration.
+
+:class:`LatencyPredictor` is what the search and the CLI use::
+
+    pred = LatencyPredictor().fit(store.measurements("ort-cpu-fp32-t1"))
+    pred.predict(spec)                      # Latency(source="predicted", low/high = interval)
+    pred.predict_layers(spec)               # per-layer table (list of dicts)
+    pred.predict_many(specs)                # np.ndarray of totals, batched
+    pred.predict_configs(spec, configs)     # same, from channel configurations (fastest)
+
+A network's latency is ``scale * sum(layer latencies) + offset``. Without calibration
+``scale = 1`` and ``offset = overhead_ms`` (the one per-call overhead the profilers subtract from
+every layer and a whole network pays once). :meth:`LatencyPredictor.calibrate` fits scale and
+offset on a few whole networks measured for real: layer sums do not simply add up on a CPU
+(DESIGN's facts: cache state moves the sum by up to ±40%).
+
+Batched prediction featurises all layers of all networks into one matrix per kind, keeps only the
+distinct rows (candidates of one search iteration share most layers), and calls each kind's
+booster once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from compactnet.errors import ConfigError, DataError, bad_value
+from compactnet.spec import LayerSpec, Latency, Measurement, NetworkSpec, Platform
+from compactnet.predictors.estimators import ConstantRegressor, FlopsLinearRegressor, GBDTLatencyRegressor
+from compactnet.predictors.features import (OP_CODE, RAW_COLUMNS, RAW_INDEX, SCHEMAS, featurize_raw, raw_matrix,
+                                            schema_hashes)
+
+log = logging.getLogger(__name__)
+_OP_NAME = {v: k for k, v in OP_CODE.items()}
+UNKNOWN_KIND = ("fallback", "error")
+_GENERIC_COLS = 4  # cin, cout, flops, bytes: the common lead of every schema
+
+
+class LatencyPredictor(BaseEstimator):
+    """Latency of layers and networks on one platform.
+
+    Args:
+        estimator: Prototype cloned for every layer kind (default
+            :class:`~compactnet.predictors.estimators.GBDTLatencyRegressor`), or a mapping from kind
+            to estimator (kinds missing from it use the default).
+        overhead_ms: Per-network call overhead added to the layer sum before calibration.
+        min_samples_per_kind: Kinds with fewer distinct samples get a constant per kind.
+        unknown_kind: A kind with no samples at prediction time: ``fallback`` (a FLOPs-linear fit
+            over all kinds, with a warning) or ``error``.
+
+    Attributes:
+        estimators_: Fitted estimator per kind.
+        fallback_: FLOPs-linear estimator over every kind's lead columns.
+        platform_: The platform trained on.
+        n_samples_: Training rows per kind.
+        schema_hashes_: Feature-schema hash per kind.
+        scale_: Calibration scale (1 uncalibrated).
+        offset_: Calibration offset in ms (``overhead_ms`` uncalibrated).
+        calibration_: Record of the calibration (networks, residual) or None.
+    """
+
+    def __init__(self, estimator: Any = None, overhead_ms: float = 0.0, min_samples_per_kind: int = 5,
+                 unknown_kind: str = "fallback"):
+        self.estimator = estimator
+        self.overhead_ms = overhead_ms
+        self.min_samples_per_kind = min_samples_per_kind
+        self.unknown_kind = unknown_kind
+
+    # ----- fitting ---------------------------------------------------------------------------------
+    def _prototype(self, kind: str) -> BaseEstimator:
+        if isinstance(self.estimator, Mapping):
+            est = self.estimator.get(kind)
+            return clone(est) if est is not None else GBDTLatencyRegressor()
+        return clone(self.estimator) if self.estimator is not None else GBDTLatencyRegressor()
+
+    def fit(self, measurements: Sequence[Measurement], platform: Platform | None = None) -> "LatencyPredictor":
+        """Fit one estimator per layer kind on measurements of one platform.
+
+        Args:
+            measurements: Profiled layers (a sample store's ``measurements(platform_key)``).
+            platform: The platform (default: the measurements'; they must agree on the key).
+
+        Raises:
+            DataError: No measurements, or measurements of several platforms.
+            ConfigError: A setting out of range.
+        """
+        if not isinstance(self.overhead_ms, (int, float)) or not math.isfinite(self.overhead_ms) \
+                or self.overhead_ms < 0:
+            raise bad_value("overhead_ms", "a non-negative number of milliseconds", self.overhead_ms)
+        if not isinstance(self.min_samples_per_kind, int) or self.min_samples_per_kind < 1:
+            raise bad_value("min_samples_per_kind", "an integer >= 1", self.min_samples_per_kind)
+        if self.unknown_kind not in UNKNOWN_KIND:
+            raise bad_value("unknown_kind", "one of " + ", ".join(UNKNOWN_KIND), self.unknown_kind)
+        measurements = list(measurements)
+        if not measurements:
+            raise DataError("no measurements to fit a latency predictor on; profile the platform first "
+                            "(compactnet profile --platform KEY)")
+        keys = sorted({m.platform.key for m in measurements})
+        if platform is None:
+            if len(keys) > 1:
+                raise DataError(f"measurements of several platforms ({', '.join(keys)}); fit one predictor per "
+                                "platform")
+            platform = measurements[0].platform
+        elif keys != [platform.key]:
+            raise DataError(f"measurements are of {', '.join(keys)}, not of platform {platform.key}")
+        hardware = sorted({m.platform.hardware for m in measurements})
+        if len(hardware) > 1:
+            log.warning("measurements of %s come from several machines (%s); one predictor per hardware is "
+                        "more accurate", platform.key, "; ".join(hardware))
+        self.platform_ = platform
+        layers = [m.layer for m in measurements]
+        y = np.array([m.latency.median_ms for m in measurements], dtype=np.float64)
+        raw = raw_matrix(layers)
+        ok = np.isfinite(y) & (y > 0)
+        if not ok.all():
+            log.warning("dropping %d measurement(s) with a non-positive latency", int((~ok).sum()))
+            raw, y = raw[ok], y[ok]
+        self.estimators_: dict[str, BaseEstimator] = {}
+        self.n_samples_: dict[str, int] = {}
+        generic_X, generic_y = [], []
+        for code in np.unique(raw[:, 0]).astype(int):
+            kind = _OP_NAME[code]
+            sel = raw[:, 0] == code
+            X = featurize_raw(raw[sel], kind, platform.precision)
+            distinct = len(np.unique(raw[sel], axis=0))
+            est = self._prototype(kind) if distinct >= self.min_samples_per_kind else ConstantRegressor()
+            if distinct < self.min_samples_per_kind:
+                log.warning("%s: only %d distinct %s sample(s); predicting a constant for this kind",
+                            platform.key, distinct, kind)
+            self.estimators_[kind] = est.fit(X, y[sel], feature_names=SCHEMAS[kind].columns)
+            self.n_samples_[kind] = int(sel.sum())
+            generic_X.append(X[:, :_GENERIC_COLS])
+            generic_y.append(y[sel])
+        self.fallback_ = FlopsLinearRegressor().fit(np.vstack(generic_X), np.concatenate(generic_y),
+                                                    feature_names=("cin", "cout", "flops", "bytes"))
+        self.schema_hashes_ = {k: SCHEMAS[k].hash for k in self.estimators_}
+        self.scale_ = 1.0
+        self.offset_ = float(self.overhead_ms)
+        self.calibration_: dict | None = None
+        return self
+
+    # ----- layer-level core ------------------------------------------------------------------------
+    def _layer_ms(self, raw: np.ndarray, interval: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Uncalibrated per-row latency (and interval) of raw layer rows."""
+        check_is_fitted(self, "estimators_")
+        n = len(raw)
+        ms = np.empty(n)
+        lo = np.empty(n) if interval else None
+        hi = np.empty(n) if interval else None
+        if n == 0:
+            return (ms, lo, hi) if interval else ms
+        for code in np.unique(raw[:, 0]).astype(int):
+            kind = _OP_NAME[code]
+            sel = np.flatnonzero(raw[:, 0] == code)
+            uniq, inv = unique_rows(raw[sel])
+            X = featurize_raw(uniq, kind, self.platform_.precision)
+            est = self.estimators_.get(kind)
+            if est is None:
+                if self.unknown_kind == "error":
+                    raise DataError(f"the predictor for {self.platform_.key} has no {kind!r} samples (it knows "
+                                    f"{', '.join(sorted(self.estimators_))}); profile {kind} layers")
+                log.warning("%s: no %s samples; using the FLOPs-linear fallback for %d layer(s)",
+                            self.platform_.key, kind, len(sel))
+                est, X = self.fallback_, X[:, :_GENERIC_COLS]
+            if interval:
+                p = est.predict(X)
+                l, h = est.predict_interval(X)
+                ms[sel], lo[sel], hi[sel] = p[inv], np.minimum(l, p)[inv], np.maximum(h, p)[inv]
+            else:
+                ms[sel] = est.predict(X)[inv]
+        return (ms, lo, hi) if interval else ms
+
+    def predict_layer_ms(self, layers: Sequence[LayerSpec]) -> np.ndarray:
+        """Predicted latency of each layer (ms, uncalibrated: what a profiler would measure)."""
+        return self._layer_ms(raw_matrix(layers))
+
+    def predict_layer_interval(self, layers: Sequence[LayerSpec]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(median_ms, low_ms, high_ms)`` per layer (uncalibrated)."""
+        return self._layer_ms(raw_matrix(layers), interval=True)
+
+    def interval_width(self, layers: Sequence[LayerSpec]) -> np.ndarray:
+        """Relative interval width ``log(high / low)`` per layer: the adaptive-sampling signal."""
+        _, lo, hi = self.predict_layer_interval(layers)
+        return np.log(np.maximum(hi, 1e-12)) - np.log(np.maximum(lo, 1e-12))
+
+    # ----- networks --------------------------------------------------------------------------------
+    def _total(self, layer_sum: np.ndarray | float) -> np.ndarray | float:
+        return self.scale_ * layer_sum + self.offset_
+
+    def predict(self, network: NetworkSpec | str | Path) -> Latency:
+        """Latency of a whole network, with its interval.
+
+        The interval sums the layers' intervals (conservative: it treats layer errors as fully
+        correlated, which on one platform they mostly are).
+
+        Args:
+            network: A :class:`NetworkSpec` or the path of an ONNX file.
+
+        Returns:
+            ``Latency(source="predicted")`` with ``low_ms``/``high_ms``.
+        """
+        spec = as_spec(network)
+        ms, lo, hi = self._layer_ms(raw_matrix(spec.layers), interval=True)
+        return Latency(float(self._total(ms.sum())), float(self._total(lo.sum())), float(self._total(hi.sum())),
+                       source="predicted")
+
+    def predict_layers(self, network: NetworkSpec | str | Path) -> list[dict]:
+        """Per-layer table: name, op, cin, cout, h, w, stride, ms, low_ms, high_ms, share.
+
+        Layer figures are uncalibrated (what a profiler would measure); ``share`` is each layer's
+        fraction of the layer sum.
+        """
+        spec = as_spec(network)
+        ms, lo, hi = self._layer_ms(raw_matrix(spec.layers), interval=True)
+        total = float(ms.sum()) or 1.0
+        return [{"name": l.name, "op": l.op, "cin": l.cin, "cout": l.cout, "h": l.h, "w": l.w,
+                 "stride": l.stride[0], "ms": float(m), "low_ms": float(a), "high_ms": float(b),
+                 "share": float(m) / total} for l, m, a, b in zip(spec.layers, ms, lo, hi)]
+
+    def predict_many(self, networks: Sequence[NetworkSpec]) -> np.ndarray:
+        """Calibrated total latency (ms) of many networks in one batched call per layer kind."""
+        networks = [as_spec(n) for n in networks]
+        if not networks:
+            return np.zeros(0)
+        counts = np.fromiter((len(n.layers) for n in networks), dtype=np.int64, count=len(networks))
+        raw = raw_matrix(l for n in networks for l in n.layers)
+        ms = self._layer_ms(raw)
+        owner = np.repeat(np.arange(len(networks)), counts)
+        return self._total(np.bincount(owner, weights=ms, minlength=len(networks)))
+
+    def predict_configs(self, base: NetworkSpec, configs: Sequence[Mapping[str, int]] | np.ndarray,
+                        groups: Sequence[str] | None = None) -> np.ndarray:
+        """Calibrated total latency of ``base.with_channels(c)`` for every configuration ``c``.
+
+        Equal to ``predict_many([base.with_channels(c) for c in configs])`` but built directly as
+        arrays, without creating the specs: the search's inner loop.
+
+        Args:
+            base: The network whose groups are re-sized.
+            configs: Mappings ``{group: width}`` (unlisted groups keep the base width), or an
+                ``(n, len(groups))`` integer array.
+            groups: Column order of an array ``configs`` (default: ``base.trimmable_groups``).
+
+        Raises:
+            ConfigError: Unknown or fixed group changed, or a non-positive width.
+        """
+        names = [g for g, _ in base.groups]
+        gidx = {g: i for i, g in enumerate(names)}
+        default = np.array([w for _, w in base.groups], dtype=np.float64)
+        if isinstance(configs, np.ndarray):
+            cols = list(groups) if groups is not None else base.trimmable_groups
+            arr = np.asarray(configs, dtype=np.float64)
+            if arr.ndim != 2 or arr.shape[1] != len(cols):
+                raise bad_value("configs", f"an array of shape (n, {len(cols)}) (groups {', '.join(cols)})",
+                                f"shape {arr.shape}")
+            W = np.tile(default, (len(arr), 1))
+            for j, g in enumerate(cols):
+                if g not in gidx:
+                    raise bad_value("groups", "group names among " + ", ".join(names), g)
+                W[:, gidx[g]] = arr[:, j]
+        else:
+            configs = list(configs)
+            W = np.tile(default, (len(configs), 1))
+            for i, c in enumerate(configs):
+                for g, w in c.items():
+                    if g not in gidx:
+                        raise bad_value("channels", "group names among " + ", ".join(names), g)
+                    W[i, gidx[g]] = w
+        if len(W) == 0:
+            return np.zeros(0)
+        if np.any(W < 1):
+            raise bad_value("channels", "positive channel counts", float(W.min()))
+        for g in base.fixed:
+            if g in gidx and np.any(W[:, gidx[g]] != default[gidx[g]]):
+                raise bad_value(f"channels[{g}]", f"{int(default[gidx[g]])} (the group is fixed)", "another width")
+        raw = channels_raw(base, W, names)
+        ms = self._layer_ms(raw.reshape(-1, len(RAW_COLUMNS)))
+        return self._total(ms.reshape(len(W), len(base.layers)).sum(axis=1))
+
+    # ----- calibration -----------------------------------------------------------------------------
+    def calibrate(self, networks: Sequence[NetworkSpec], measured_ms: Sequence[float | Latency],
+                  mode: str = "auto") -> "LatencyPredictor":
+        """Fit ``total = scale * layer_sum + offset`` on whole networks measured for real.
+
+        Args:
+            networks: A few networks (ideally spanning the sizes the search will visit).
+            measured_ms: Their measured latency (ms or :class:`Latency`).
+            mode: ``scale`` (offset kept at ``overhead_ms``), ``affine`` (scale and offset; needs two
+                networks of different size) or ``auto`` (affine from 3 networks, else scale).
+
+        Raises:
+            ConfigError: Lengths differ, no networks, or an unknown mode.
+        """
+        check_is_fitted(self, "estimators_")
+        if mode not in ("auto", "scale", "affine"):
+            raise bad_value("mode", "one of auto, scale, affine", mode)
+        y = np.array([m.median_ms if isinstance(m, Latency) else float(m) for m in measured_ms], dtype=np.float64)
+        nets = [as_spec(n) for n in networks]
+        if len(nets) != len(y) or not nets:
+            raise bad_value("measured_ms", f"one latency per network ({len(nets)} networks)", f"{len(y)} values")
+        s = np.array([self._layer_ms(raw_matrix(n.layers)).sum() for n in nets])
+        base = float(self.overhead_ms)
+        use_affine = mode == "affine" or (mode == "auto" and len(nets) >= 3)
+        if use_affine and np.ptp(s) > 0:
+            A = np.column_stack([s, np.ones_like(s)])
+            w = 1.0 / y  # relative error
+            (a, b), *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
+            if a <= 0:
+                use_affine = False
+            else:
+                scale, offset = float(a), float(b)
+        else:
+            use_affine = False
+        if not use_affine:
+            scale = float(np.exp(np.mean(np.log(np.maximum(y - base, 1e-9) / s))))
+            offset = base
+        self.scale_, self.offset_ = scale, offset
+        pred = scale * s + offset
+        self.calibration_ = {"mode": "affine" if use_affine else "scale", "networks": len(nets),
+                             "scale": scale, "offset_ms": offset,
+                             "rel_error_after": [float(v) for v in (pred - y) / y]}
+        log.info("%s calibrated on %d network(s): scale %.3f, offset %.4f ms", self.platform_.key, len(nets),
+                 scale, offset)
+        return self
+
+    def describe(self) -> dict:
+        """JSON-ready summary (platform, kinds and sample counts, calibration)."""
+        check_is_fitted(self, "estimators_")
+        return {"platform": self.platform_.to_dict(), "n_samples": dict(self.n_samples_),
+                "estimators": {k: type(e).__name__ for k, e in self.estimators_.items()},
+                "schema_hashes": dict(self.schema_hashes_), "scale": self.scale_, "offset_ms": self.offset_,
+                "calibration": self.calibration_}
+
+
+_HASH_MULT = np.random.default_rng(20240601).integers(1, 2**62, len(RAW_COLUMNS), dtype=np.int64) | 1
+
+
+def unique_rows(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of an integer-valued raw matrix and the inverse index (``np.unique(axis=0)``,
+    10x faster: rows are hashed to one 64-bit integer first; a collision needs ~2^32 distinct rows).
+    """
+    if len(raw) == 0:
+        return raw, np.zeros(0, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        h = (raw.astype(np.int64) * _HASH_MULT).sum(axis=1)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    return raw[first], inv.ravel()
+
+
+def channels_raw(base: NetworkSpec, W: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Raw layer rows, ``(n_configs, n_layers, len(RAW_COLUMNS))``, of ``base`` at group widths ``W``.
+
+    Mirrors :meth:`NetworkSpec.with_channels` (a test checks it) without building specs.
+    """
+    gidx = {g: i for i, g in enumerate(names)}
+    R = raw_matrix(base.layers)
+    n = len(W)
+    out = np.broadcast_to(R, (n,) + R.shape).copy()
+    ci, co, gr, ex = RAW_INDEX["cin"], RAW_INDEX["cout"], RAW_INDEX["groups"], RAW_INDEX["expansion"]
+    for j, layer in enumerate(base.layers):
+        if layer.in_group and layer.in_group in gidx:
+            out[:, j, ci] = W[:, gidx[layer.in_group]]
+        if layer.out_group and layer.out_group in gidx:
+            out[:, j, co] = W[:, gidx[layer.out_group]]
+        if layer.op == "dwconv":
+            out[:, j, gr] = out[:, j, ci]
+            out[:, j, co] = out[:, j, ci]
+        if layer.op == "block" and layer.hidden_group and layer.hidden_group in gidx:
+            out[:, j, ex] = W[:, gidx[layer.hidden_group]]
+    return out
+
+
+def as_spec(network: NetworkSpec | str | Path) -> NetworkSpec:
+    """A :class:`NetworkSpec` from a spec or an ONNX file path.
+
+    Raises:
+        ConfigError: Neither a spec nor a path.
+    """
+    if isinstance(network, NetworkSpec):
+        return network
+    if isinstance(network, (str, Path)):
+        from compactnet.extract import network_spec_from_onnx
+
+        return network_spec_from_onnx(Path(network))
+    raise bad_value("network", "a NetworkSpec or the path of an ONNX file", type(network).__name__)
+
+
+# ----- functions the CLI wires -----------------------------------------------------------------------
+def fit_platform(store_path: str | Path, platform_key: str, *, context: str | None = None,
+                 hardware: str | None = None, estimator: Any = None, calibrate_with: Sequence[tuple] = (),
+                 **params: Any) -> LatencyPredictor:
+    """Fit a platform's predictor from a sample store (``compactnet fit``).
+
+    Args:
+        store_path: The profilers' SQLite sample store.
+        platform_key: Platform key, e.g. ``ort-cpu-fp32-t1``.
+        context: Only samples of this measuring context (default: all).
+        hardware: Only samples of this hardware (default: all; a warning if mixed).
+        estimator: Estimator prototype or short name (``gbdt``, ``lookup``, ``forest``, ``flops``,
+            ``constant``); default GBDT.
+        calibrate_with: Optional ``(NetworkSpec, measured_ms)`` pairs for :meth:`LatencyPredictor.calibrate`.
+        **params: :class:`LatencyPredictor` settings (``overhead_ms``, ``min_samples_per_kind``,
+            ``unknown_kind``).
+
+    Raises:
+        DataError: The store has no samples for the platform.
+    """
+    from compactnet.profilers.store import SampleStore
+    from compactnet.predictors.estimators import make_estimator
+
+    key = Platform.parse(platform_key).key
+    if not Path(store_path).is_file():
+        raise DataError(f"sample store {store_path} does not exist; profile first "
+                        f"(compactnet profile --platform {key} --store {store_path})")
+    with SampleStore(store_path) as store:
+        ms = store.measurements(key, context=context, hardware=hardware)
+        if not ms:
+            have = ", ".join(sorted({p["key"] for p in store.platforms()})) or "none"
+            raise DataError(f"sample store {store_path} has no samples for {key} (it has: {have})")
+    if isinstance(estimator, str):
+        estimator = make_estimator(estimator)
+    pred = LatencyPredictor(estimator=estimator, **params).fit(ms)
+    if calibrate_with:
+        nets, lats = zip(*calibrate_with)
+        pred.calibrate(nets, lats)
+    return pred
+
+
+def predict_table(predictor: LatencyPredictor, network: NetworkSpec | str | Path) -> tuple[list[dict], Latency]:
+    """Per-layer rows and the network total with its interval (``compactnet predict``)."""
+    spec = as_spec(network)
+    return predictor.predict_layers(spec), predictor.predict(spec)
+
+
+__all__ = ["LatencyPredictor", "channels_raw", "unique_rows", "as_spec", "fit_platform", "predict_table", "UNKNOWN_KIND"]
