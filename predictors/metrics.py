@@ -100,8 +100,10 @@ def summarize(y_true: Any, y_pred: Any, candidate_sets: Sequence[Sequence[int]] 
     if candidate_sets:
         taus = [kendall_tau(t[list(s)], p[list(s)]) for s in candidate_sets if len(s) >= 2]
         pairs = [pairwise_accuracy(t[list(s)], p[list(s)]) for s in candidate_sets if len(s) >= 2]
-        out["kendall_tau"] = float(np.nanmean(taus)) if taus else math.nan
-        out["pairwise"] = float(np.nanmean(pairs)) if pairs else math.nan
+        taus = [v for v in taus if np.isfinite(v)]
+        pairs = [v for v in pairs if np.isfinite(v)]
+        out["kendall_tau"] = float(np.mean(taus)) if taus else math.nan
+        out["pairwise"] = float(np.mean(pairs)) if pairs else math.nan
     else:
         out["kendall_tau"] = kendall_tau(t, p)
         out["pairwise"] = pairwise_accuracy(t, p)

@@ -166,8 +166,11 @@ class LatencyPredictor(BaseEstimator):
                 if self.unknown_kind == "error":
                     raise DataError(f"the predictor for {self.platform_.key} has no {kind!r} samples (it knows "
                                     f"{', '.join(sorted(self.estimators_))}); profile {kind} layers")
-                log.warning("%s: no %s samples; using the FLOPs-linear fallback for %d layer(s)",
-                            self.platform_.key, kind, len(sel))
+                warned = self.__dict__.setdefault("_warned_kinds", set())
+                if kind not in warned:  # once per kind and predictor, not on every batched call
+                    warned.add(kind)
+                    log.warning("%s: no %s samples; using the FLOPs-linear fallback for this kind",
+                                self.platform_.key, kind)
                 est, X = self.fallback_, X[:, :_GENERIC_COLS]
             if interval:
                 p = est.predict(X)

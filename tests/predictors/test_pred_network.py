@@ -87,3 +87,16 @@ def test_few_samples_of_a_kind_become_a_constant(platforms, train_a):
     extra = measure_synthetic(random_layers(2, seed=9, kinds=("gap",)), p, c)
     pr = LatencyPredictor(estimator=ConstantRegressor(), min_samples_per_kind=3).fit(list(train_a) + extra)
     assert type(pr.estimators_["gap"]).__name__ == "ConstantRegressor" and pr.n_samples_["gap"] == 2
+
+
+def test_fit_platform_from_a_sample_store(tmp_path, train_a):
+    from compactnet.predictors.network import fit_platform
+    from compactnet.profilers.store import SampleStore
+    with SampleStore(tmp_path / "s.sqlite") as store:
+        store.add(train_a)
+    pr = fit_platform(tmp_path / "s.sqlite", "synthetic-a-fp32-t1", estimator="constant")
+    assert pr.platform_.key == "synthetic-a-fp32-t1" and sum(pr.n_samples_.values()) == len(train_a)
+    with pytest.raises(DataError, match="no samples for synthetic-b-fp32-t1"):
+        fit_platform(tmp_path / "s.sqlite", "synthetic-b-fp32-t1")
+    with pytest.raises(DataError, match="does not exist"):
+        fit_platform(tmp_path / "none.sqlite", "synthetic-a-fp32-t1")
