@@ -5,7 +5,9 @@ Per iteration ``i`` (PAPER-NOTES, "Trimming step"):
 1. the sub-target cut ``delta_i`` (:mod:`compactnet.search.schedule`);
 2. for every search group, the latency of every channel count it may take is predicted in one
    batched call (all groups of the iteration together), and the largest count whose predicted cut
-   meets ``delta_i`` is chosen (latency is not monotone in the count; aligned counts can be preferred);
+   meets ``delta_i`` is chosen (latency is not monotone in the count; aligned counts can be preferred).
+   When no group can cut ``delta_i`` within its lower bound, every group proposes its fastest count
+   instead (the record says ``short_of_target``); the search stops only when no group can get faster;
 3. each group's candidate keeps its most important channels (:mod:`compactnet.search.importance`)
    and is scored: a few fine-tune steps on a training subset and batch-norm recalibration, then
    top-1 on a fixed, class-balanced validation subset. Candidates run in parallel with joblib;
@@ -401,6 +403,7 @@ class ProgressiveSearch:
                 configs.append(self.pruner.plan_widths(g.name, w))
                 owners.append((g.name, w))
         preds = predict_configs(self.latency, cur_spec, configs)  # one batched call for all groups
+        fallback = []
         for g in self.groups:
             idx = [k for k, (name, _w) in enumerate(owners) if name == g.name]
             if not idx:
@@ -408,11 +411,19 @@ class ProgressiveSearch:
             counts = [owners[k][1] for k in idx]
             w = choose_width(counts, preds[idx], cur_ms, delta, self.preset.align, self.preset.align_tolerance)
             if w is None:
+                # this group cannot cut delta: its candidate would be its fastest count (the paper's
+                # "remove filters until the cut is met" stops at the lower bound)
+                k = idx[int(np.lexsort((-np.asarray(counts), preds[idx]))[0])]
+                if preds[k] < cur_ms:
+                    fallback.append({"group": g.name, "width_before": self.pruner.dep_width(g.root),
+                                     "width": int(owners[k][1]), "widths": configs[k],
+                                     "predicted_ms": float(preds[k]), "short_of_target": True})
                 continue
             k = idx[counts.index(w)]
             plans.append({"group": g.name, "width_before": self.pruner.dep_width(g.root), "width": int(w),
-                          "widths": configs[k], "predicted_ms": float(preds[k])})
-        return cur_ms, plans
+                          "widths": configs[k], "predicted_ms": float(preds[k]), "short_of_target": False})
+        # only when no group can meet the sub-target do the short ones compete
+        return cur_ms, plans or fallback
 
     def _iteration_seed(self, i: int) -> int:
         return int(np.random.SeedSequence([self.seed, i]).generate_state(1)[0] % (2 ** 31))
@@ -478,6 +489,7 @@ class ProgressiveSearch:
             "candidate_val_top1": win["val_top1"], "val_top1": float(val),
             "channels": self.pruner.widths(),
             "config": cfg.to_dict() if cfg is not None else None,
+            "short_of_target": bool(win["short_of_target"]),
             "candidates": [{k: p[k] for k in ("group", "width_before", "width", "predicted_ms", "val_top1", "seconds")}
                            for p in plans],
             "candidate_seconds_mean": float(np.mean([p["seconds"] for p in plans])),
@@ -519,8 +531,8 @@ class ProgressiveSearch:
                 delta = st.deltas[st.iteration]
                 rec = self.step(delta, "schedule")
                 if rec is None:
-                    st.stop_reason = (f"iteration {st.iteration + 1}: no group can cut {delta:.4f} ms within its "
-                                      "lower bound")
+                    st.stop_reason = (f"iteration {st.iteration + 1}: every group is at its lower bound or "
+                                      "cannot get faster")
                     log.warning("%s", st.stop_reason)
                     st.phase = "measure"
                     self._save()
@@ -569,7 +581,7 @@ class ProgressiveSearch:
                 st.phase = "extra"
                 rec = self.step(delta, "extra")
                 if rec is None:
-                    st.stop_reason = f"extra iteration: no group can cut {delta:.4f} ms within its lower bound"
+                    st.stop_reason = "extra iteration: every group is at its lower bound or cannot get faster"
                     log.warning("%s", st.stop_reason)
                     st.phase = "done"
                     break

@@ -95,13 +95,15 @@ def _load_predictor(predictor: Any, platform: Any) -> Any:
         raise bad_value("predictor", "a fitted latency predictor (object or saved file) for "
                         f"{platform.key}, or 'flops' for the FLOPs-driven baseline", None)
     if isinstance(predictor, (str, Path)) and str(predictor).lower() not in ("flops", "macs"):
-        from compactnet import predictors as pred_pkg
+        from compactnet.predictors import persist
 
-        loader = getattr(pred_pkg, "load_predictor", None) or getattr(pred_pkg, "load", None)
-        if loader is None:
-            raise ConfigError(f"cannot load the predictor file {predictor}: compactnet.predictors offers no "
-                              "load_predictor(); pass a fitted predictor object")
-        return loader(predictor)
+        p = Path(predictor)
+        if p.is_dir():                      # the portable, pickle-free format
+            return persist.load_portable(p, platform)
+        if p.is_file():                     # a joblib file the user wrote (unpickled: own files only)
+            return persist.load(p, platform)
+        raise bad_value("predictor", "a fitted predictor object, a saved predictor (portable folder or joblib "
+                        "file) or 'flops'", str(predictor))
     return predictor
 
 
@@ -110,7 +112,7 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
              mode: str = "paper", importance: str = "l2", out_dir: str | Path = "runs/optimize",
              data: Any = None, n_jobs: int = 1, seed: int = 0, measure: bool = True, channels: Any = None,
              retrain: bool = True, progress: bool = True, busy: str = "refuse",
-             on_iteration: Any = None, **preset_overrides: Any) -> SearchResult:
+             on_iteration: Any = None, command: str | None = None, **preset_overrides: Any) -> SearchResult:
     """Trim a trained registry model until a target speedup holds on a platform.
 
     Args:
@@ -139,6 +141,8 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         busy: Measurement policy on a busy machine (``refuse``, ``flag``, ``ignore``; see
             :func:`compactnet.measure.compare`).
         on_iteration: Callback with each trajectory record.
+        command: The command line that ran the search, recorded in the report (default: one
+            reconstructed from the arguments).
         **preset_overrides: Preset fields to override (``iterations=``, ``candidate_steps=``, ...).
 
     Returns:
@@ -257,7 +261,11 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
                     original_val_sub, state.measurements)
     timings["total_s"] = time.perf_counter() - t0
     cand = [c["seconds"] for r in state.trajectory for c in r.get("candidates", [])]
+    target = f"--latency-ms {latency_ms:g}" if latency_ms is not None else f"--speedup {float(t_final):g}"
+    command = command or (f"compactnet optimize --model {entry.name} --platform {plat.key} {target} --preset {pre.name} "
+               f"--mode {mode} --importance {importance} --seed {seed}" + ("" if measure else " --no-measure"))
     report = {
+        "command": command,
         "model": entry.name, "mode": mode, "importance": str(importance), "preset": pre.to_dict(),
         "platform": {**plat.to_dict(), "describe": plat.describe()},
         "target_speedup": float(t_final), "target_latency_ms": latency_ms,
@@ -266,6 +274,7 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         "stop_reason": state.stop_reason,
         "predicted": {"original_ms": pred0, "trimmed_ms": pred1, "speedup": pred0 / pred1 if pred1 > 0 else None},
         "measured": measured, "measurements": state.measurements,
+        "measured_platform": (measured or {}).get("detail", {}).get("platform"),
         "original": {**res["original"], "val_subset_top1": original_val_sub, "params": spec0.params,
                      "flops": 2 * spec0.macs},
         "trimmed": {**res["trimmed"], "params": spec1.params, "flops": 2 * spec1.macs},

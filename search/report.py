@@ -15,16 +15,16 @@ def plot_trajectory(trajectory: Sequence[Mapping[str, Any]], original: Mapping[s
                     final: Mapping[str, int], path: str | Path, l0_ms: float | None = None,
                     original_val: float | None = None,
                     measurements: Sequence[Mapping[str, Any]] = ()) -> Path:
-    """Two panels: predicted latency vs validation top-1 per iteration; channels per group beside the original.
+    """Two panels (the paper's Figure 4): speedup vs validation top-1 per iteration; channels per group.
 
     Args:
         trajectory: The search's per-iteration records.
         original: Width per search group before the search.
         final: Width per search group after it.
         path: PNG to write.
-        l0_ms: Predicted latency of the original network (plotted as iteration 0).
-        original_val: Its validation top-1 on the same subset.
-        measurements: Measured points (``predicted_ms``/``trimmed_ms``) drawn beside the predictions.
+        l0_ms: Predicted latency of the original network (unused; kept for callers).
+        original_val: The original's validation top-1 on the scoring subset (plotted as iteration 0).
+        measurements: Protocol measurements (``speedup``, ``low``, ``high``) drawn beside the predictions.
     """
     import matplotlib
 
@@ -32,23 +32,24 @@ def plot_trajectory(trajectory: Sequence[Mapping[str, Any]], original: Mapping[s
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    xs = [r["predicted_ms"] for r in trajectory]
+    # speedups, not milliseconds: a recalibrated predictor changes its scale mid-search, a ratio it keeps
+    xs = [r["predicted_speedup"] for r in trajectory]
     ys = [r["val_top1"] for r in trajectory]
-    if l0_ms is not None and original_val is not None:
-        xs, ys = [l0_ms] + xs, [original_val] + ys
-    ax1.plot(xs, ys, "o-", color="tab:blue", label="predicted latency")
-    for k, (x, y) in enumerate(zip(xs, ys)):
-        ax1.annotate(str(k if l0_ms is not None and original_val is not None else k + 1), (x, y),
-                     fontsize=7, xytext=(3, 3), textcoords="offset points")
-    meas = [m for m in measurements if m.get("trimmed_ms")]
+    labels = [str(r["iteration"]) for r in trajectory]
+    if original_val is not None:
+        xs, ys, labels = [1.0] + xs, [original_val] + ys, ["0"] + labels
+    ax1.plot(xs, ys, "o-", color="tab:blue", label="predicted speedup")
+    for lab, x, y in zip(labels, xs, ys):
+        ax1.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    meas = [m for m in measurements if m.get("speedup")]
     if meas:
         by_iter = {r["iteration"]: r["val_top1"] for r in trajectory}
-        mx = [m["trimmed_ms"] for m in meas]
+        mx = [m["speedup"] for m in meas]
         my = [by_iter.get(m["iteration"], ys[-1] if ys else 0) for m in meas]
-        ax1.plot(mx, my, "s", color="tab:red", label="measured latency")
-    ax1.invert_xaxis()
-    ax1.set_xlabel("latency (ms)")
-    ax1.set_ylabel("validation top-1 (%)")
+        err = [[m["speedup"] - m["low"] for m in meas], [m["high"] - m["speedup"] for m in meas]]
+        ax1.errorbar(mx, my, xerr=err, fmt="s", color="tab:red", label="measured speedup (95% interval)")
+    ax1.set_xlabel("speedup over the original (x)")
+    ax1.set_ylabel("validation top-1 (%), scoring subset")
     ax1.set_title("trimming trajectory")
     ax1.legend(fontsize=8)
     names = list(original)

@@ -161,7 +161,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # Minutes on a 2-core CPU: for the README's first command, CI and demos.
-    "quick": Preset("quick", iterations=4, decay=0.95, candidate_steps=10, candidate_batch=64, candidate_lr=0.005,
+    "quick": Preset("quick", iterations=6, decay=0.95, candidate_steps=10, candidate_batch=64, candidate_lr=0.005,
                     train_subset=2000, bn_batches=4, val_limit=1000, winner_steps=60, extra_iterations=3,
                     final_recipe="finetune", final_epochs=1, final_max_steps=150, distill=True),
     # The paper's schedule (Table 3) with CPU-sized scoring: about 15 s per candidate.

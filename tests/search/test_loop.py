@@ -47,6 +47,7 @@ def test_each_group_takes_the_largest_count_meeting_the_sub_target(tiny_data, ti
     stages = stage_of_width_index()
     prev = MobileNetV2Config.from_dict(TINY_MNV2)
     for rec in state.trajectory:
+        assert not rec["short_of_target"]
         # brute force through the registry's config -> spec path (not the search's own plan)
         cur_ms = aligned_latency.predict_many([spec_for("mobilenetv2", prev)])[0]
         assert rec["current_ms"] == pytest.approx(cur_ms)
@@ -66,6 +67,19 @@ def test_each_group_takes_the_largest_count_meeting_the_sub_target(tiny_data, ti
         prev = MobileNetV2Config.from_dict(rec["config"])
     assert state.trajectory[-1]["predicted_ms"] < state.l0_ms
     assert s.model.config == prev
+
+
+def test_when_no_group_can_meet_the_cut_the_fastest_counts_compete(tiny_data, tiny_preset, aligned_latency):
+    s = _search(tiny_data, tiny_preset, aligned_latency, speedup=1.4)
+    state = s.run()
+    short = [r for r in state.trajectory if r["short_of_target"]]
+    assert short, "a 1.4x target in 2 iterations needs cuts no single stage of the tiny network can make"
+    rec = short[0]
+    cur = rec["current_ms"]
+    assert rec["predicted_ms"] < cur and cur - rec["predicted_ms"] < rec["delta_ms"]
+    for cand in rec["candidates"]:        # each at the fastest count its lower bound allows
+        assert cand["predicted_ms"] < cur
+    assert len(state.trajectory) == 2 and not state.stop_reason
 
 
 def test_a_killed_search_resumes_to_the_same_trajectory(tmp_path, tiny_data, tiny_preset, aligned_latency):
