@@ -18,7 +18,7 @@ Any callable ``(group) -> 1-D tensor`` can be passed instead of a name.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn

@@ -57,9 +57,9 @@ import torch
 from torch import nn
 
 from compactnet.data import Split
-from compactnet.errors import CompactNetError, ConfigError, MeasurementError, ModelFileError, bad_value
+from compactnet.errors import CompactNetError, ConfigError, MeasurementError, ModelFileError
 from compactnet.search._io import atomic_write_json
-from compactnet.search.groups import GroupPruner, PruneRecord, config_from_model
+from compactnet.search.groups import GroupPruner, config_from_model
 from compactnet.search.importance import Importance, get_importance, keep_indices
 from compactnet.search.latency import LatencyModel, as_latency_model, predict_configs
 from compactnet.search.schedule import Preset, choose_width, solve_t_init, sub_targets
@@ -126,7 +126,7 @@ def finetune(model: nn.Module, split: Split, steps: int, batch_size: int, lr: fl
 
 def score_candidate(model: nn.Module, mode: str, keeps: Mapping[str, Sequence[int]], train_split: Split,
                     val_split: Split, steps: int, batch_size: int, lr: float, bn_batches: int, seed: int,
-                    threads: int | None = None) -> dict:
+                    threads: int | None = None, input_shape: Sequence[int] = (1, 3, 32, 32)) -> dict:
     """Trim a copy of ``model``, fine-tune it briefly, recalibrate batch-norm, score it on ``val_split``.
 
     Module-level and picklable: what joblib workers (local or on a cluster) run.
@@ -142,7 +142,7 @@ def score_candidate(model: nn.Module, mode: str, keeps: Mapping[str, Sequence[in
         torch.set_num_threads(int(threads))
     try:
         m = copy.deepcopy(model)
-        GroupPruner(m, mode).apply(keeps)
+        GroupPruner(m, mode, example_input=torch.zeros(tuple(input_shape))).apply(keeps)
         finetune(m, train_split, steps, batch_size, lr, seed)
         recalibrate_bn(m, train_split, bn_batches, seed=seed)
         acc = evaluate(m, val_split)
@@ -279,6 +279,8 @@ class ProgressiveSearch:
             whose latency was predicted.
         progress: Show a progress bar.
         on_iteration: Called with each trajectory record after its checkpoint is written.
+        signature: Settings identifying the search; a checkpoint with another signature is refused.
+        input_shape: NCHW input shape (tracing, spec extraction).
 
     Raises:
         ConfigError: A target the schedule cannot reach, or groups the spec cannot follow.
@@ -461,7 +463,7 @@ class ProgressiveSearch:
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(score_candidate)(self.model, self.mode, p["keeps"], train_sub, self.val_subset,
                                      pre.candidate_steps, pre.candidate_batch, pre.candidate_lr, pre.bn_batches,
-                                     seed, threads)
+                                     seed, threads, self.input_shape)
             for p in plans)
         cand_s = time.perf_counter() - t_cand
         for p, r in zip(plans, results):

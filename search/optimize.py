@@ -25,14 +25,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from torch import nn
 
-from compactnet.errors import ConfigError, bad_value
+from compactnet.errors import bad_value
 from compactnet.search._io import atomic_write_json
 from compactnet.search.groups import channels_json, config_from_model, history_to_json
-from compactnet.search.loop import ProgressiveSearch, protocol_measure, subset
+from compactnet.search.loop import ProgressiveSearch, protocol_measure
 from compactnet.search.schedule import Preset, get_preset
 
 log = logging.getLogger(__name__)
@@ -199,10 +199,19 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
                  "platform": plat.key, "speedup": round(float(t_final), 6), "preset": pre.to_dict(), "mode": mode,
                  "importance": str(importance), "seed": int(seed), "measure": bool(measure)}
     teacher = original if pre.distill else None
+    holder: list = []
+
+    def each_iteration(record: dict) -> None:  # trajectory.json is kept current for long runs
+        if holder:
+            atomic_write_json(out / "trajectory.json", holder[0].state.trajectory)
+        if on_iteration is not None:
+            on_iteration(record)
+
     search = ProgressiveSearch(model, latency, ds.train, ds.val, t_final, pre, mode=mode, importance=importance,
                                checkpoint_dir=out / "checkpoint", n_jobs=n_jobs, seed=seed, measure=measure_fn,
-                               teacher=teacher, progress=progress, on_iteration=on_iteration, signature=signature,
+                               teacher=teacher, progress=progress, on_iteration=each_iteration, signature=signature,
                                input_shape=entry.input_shape)
+    holder.append(search)
     search.try_resume()
     val_sub = search.val_subset
     original_val_sub = evaluate(original, val_sub)

@@ -9,7 +9,6 @@ after ``N`` iterations the latency is ``L0 - sum(delta_i)`` and
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 

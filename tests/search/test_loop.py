@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from search_tiny import TINY_MNV2, TINY_RESNET
