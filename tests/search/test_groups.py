@@ -119,3 +119,21 @@ def test_replaying_the_history_gives_identical_weights():
     # a history does not replay on a model of other widths
     with pytest.raises(ConfigError, match="history"):
         GroupPruner(create_model("mobilenetv2", TINY_MNV2), "paper").replay(list(reversed(p.history)))
+
+
+def test_paper_mode_reaches_the_papers_table2_configuration():
+    from compactnet.models.mobilenetv2 import PAPER_TABLE2_WIDTHS, stage_of_width_index
+
+    model = create_model("mobilenetv2")
+    p = GroupPruner(model, "paper")
+    stages = stage_of_width_index()
+    imp = get_importance("l2")
+    for g in p.groups:
+        st = int(g.name[5:])
+        target = PAPER_TABLE2_WIDTHS[stages.index(st)]
+        assert target >= g.lower_bound          # Table 2 respects the public code's bounds
+        p.apply(keep_indices(imp, p, p.plan_widths(g.name, target)))
+    cfg = config_from_model(model)
+    assert cfg.widths == PAPER_TABLE2_WIDTHS and cfg.hidden is None and cfg.last == 1280
+    assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert layer_differences(network_spec_from_torch(model), spec_for("mobilenetv2", cfg)) == []
