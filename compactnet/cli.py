@@ -204,6 +204,330 @@ def format_spec(ns) -> str:
     return "\n".join(rows)
 
 
+# ----- profilers ------------------------------------------------------------------------------
+def _default_store() -> str:
+    from compactnet.profilers.run import default_store_path
+
+    return str(default_store_path())
+
+
+STORE_OPT = click.option("--store", type=click.Path(dir_okay=False), default=None,
+                         help="SQLite sample store (default: $COMPACTNET_HOME/samples.sqlite).")
+
+
+@cli.command()
+@click.option("--noise/--no-noise", default=True, show_default=True,
+              help="Measure each platform's noise floor (one configuration measured --repeats times).")
+@click.option("--repeats", type=int, default=20, show_default=True)
+@JSON_OPT
+def platforms(noise, repeats, as_json):
+    """List what this machine can profile, with hardware, runtime version and noise floor."""
+    from compactnet.profilers.run import platform_table
+
+    rows = platform_table(noise=noise, repeats=repeats)
+    lines = [f"{'platform':22} {'runtime':10} {'noise floor':>12}  hardware / note"]
+    for r in rows:
+        nf = r.get("noise_floor")
+        nf_text = f"{100 * nf:.1f}%" if isinstance(nf, (int, float)) else "-"
+        lines.append(f"{r['key']:22} {str(r.get('runtime_version', '')):10} {nf_text:>12}  "
+                     f"{r.get('hardware', '')}{'  (' + r['note'] + ')' if r.get('note') else ''}")
+    emit(rows, as_json, "\n".join(lines))
+
+
+@cli.command()
+@PLATFORM_OPT
+@click.option("--strategy", type=click.Choice(["dense", "random", "sobol", "prior", "adaptive"]), default="sobol",
+              show_default=True, help="Which configurations to measure.")
+@click.option("--samples", type=int, default=None, help="Sample budget (configurations).")
+@click.option("--seconds", type=float, default=None, help="Time budget in seconds.")
+@STORE_OPT
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--context", type=click.Choice(["rotation", "isolated", "flush"]), default="rotation",
+              show_default=True, help="Cache state layers are timed in (DESIGN: rotation).")
+@click.option("--step", type=int, default=8, show_default=True, help="Channel step of the dense table.")
+@MODEL_OPT
+@CHANNELS_OPT
+@click.option("--busy", type=click.Choice(["refuse", "flag", "ignore"]), default="refuse", show_default=True)
+@click.option("--agent", "agent_url", default=None, help="Profile a remote device through its agent (URL).")
+@click.option("--token", envvar="COMPACTNET_AGENT_TOKEN", default=None, help="Agent token ($COMPACTNET_AGENT_TOKEN).")
+@JSON_OPT
+def profile(platform_key, strategy, samples, seconds, store, seed, context, step, model_name, channels, busy,
+            agent_url, token, as_json):
+    """Measure layer configurations on a platform and append them to the sample store."""
+    from compactnet.profilers.base import Protocol, get_profiler
+    from compactnet.profilers.run import profile as run_profile
+
+    if samples is None and seconds is None and strategy != "dense":
+        raise click.UsageError("give a budget: --samples N or --seconds S")
+    protocol = Protocol(busy=busy, context=context)
+    if agent_url:
+        from compactnet.profilers.agent import RemoteProfiler
+
+        profiler = RemoteProfiler(agent_url, platform_key, token=token, protocol=protocol)
+    else:
+        profiler = get_profiler(platform_key, protocol)
+    network = None
+    if strategy != "dense":
+        # Sparse strategies sample the layers of the network as the runtime executes them (conv,
+        # dwconv, add, ...), so the fitted predictor serves any ONNX file; `dense` is the paper's
+        # table over the 18 units of the Table-1 MobileNetV2.
+        from compactnet.extract import spec_for
+
+        network = spec_for(model_name, channels)
+    model = None
+    if strategy == "adaptive":
+        from compactnet.predictors.adaptive import PredictorUncertainty
+
+        model = PredictorUncertainty(seed=seed)
+    report = run_profile(platform_key, strategy, samples=samples, seconds=seconds, store=store or _default_store(),
+                         seed=seed, network=network, context=context, profiler=profiler, protocol=protocol,
+                         step=step, model=model)
+    d = report.to_dict()
+    text = (f"{report.platform.describe()}: measured {report.measured}, already stored {report.skipped}, "
+            f"{report.distinct_in_store} distinct samples in {report.store}; {report.wall_s:.1f} s "
+            f"({report.seconds_per_sample:.3f} s/sample), stopped by {report.stopped_by}")
+    if report.dense:
+        text += "\n" + json.dumps(report.dense)
+    emit(d, as_json, text)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback requires --token.")
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--token", envvar="COMPACTNET_AGENT_TOKEN", default=None,
+              help="Bearer token required on every request ($COMPACTNET_AGENT_TOKEN).")
+@click.option("--max-upload-mb", type=float, default=64.0, show_default=True)
+@click.option("--job-timeout", type=float, default=600.0, show_default=True, help="Seconds per job.")
+def agent(host, port, token, max_upload_mb, job_timeout):
+    """Serve measurement jobs for a remote host (run this on the target device)."""
+    from compactnet.profilers.agent import serve_agent
+
+    click.echo(f"agent listening on http://{host}:{port} ({'token required' if token else 'no token: loopback only'})",
+               err=True)
+    serve_agent(host, port, token=token, max_upload_mb=max_upload_mb, job_timeout_s=job_timeout, block=True)
+
+
+# ----- predictors -----------------------------------------------------------------------------
+def _predictor_dir(platform_key: str) -> Path:
+    from compactnet.data import cache_dir
+
+    return cache_dir().parent / "predictors" / platform_key
+
+
+@cli.command()
+@PLATFORM_OPT
+@STORE_OPT
+@click.option("--estimator", type=click.Choice(["gbdt", "lookup", "forest", "flops", "constant"]), default="gbdt",
+              show_default=True)
+@click.option("--context", default=None, help="Use only samples of this measuring context.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the portable predictor (default: $COMPACTNET_HOME/predictors/PLATFORM).")
+@JSON_OPT
+def fit(platform_key, store, estimator, context, out_dir, as_json):
+    """Fit a platform's latency predictor from its profiled samples (saved in a portable, pickle-free format)."""
+    from compactnet.predictors.network import fit_platform
+    from compactnet.predictors.persist import save_portable
+
+    pred = fit_platform(store or _default_store(), platform_key, context=context, estimator=estimator)
+    out = Path(out_dir) if out_dir else _predictor_dir(pred.platform_.key if getattr(pred, "platform_", None)
+                                                       else platform_key)
+    save_portable(pred, out)
+    info = {"platform": platform_key, "estimator": estimator, "out": str(out), **pred.describe()} \
+        if isinstance(pred.describe(), dict) else {"platform": platform_key, "out": str(out)}
+    emit(info, as_json, f"fitted {estimator} predictor for {platform_key} -> {out}\n{pred.describe()}")
+
+
+def load_predictor(platform_key: str, predictor_path: str | None):
+    """A saved portable predictor: the one given, or the platform's default one."""
+    from compactnet.errors import ModelFileError
+    from compactnet.predictors.persist import load_portable
+
+    path = Path(predictor_path) if predictor_path else _predictor_dir(platform_key)
+    if not path.exists():
+        raise ModelFileError(f"no predictor at {path}; fit one first (compactnet fit --platform {platform_key}) "
+                             "or pass --predictor DIR")
+    return load_portable(path, platform=platform_key)
+
+
+PREDICTOR_OPT = click.option("--predictor", "predictor_path", type=click.Path(), default=None,
+                             help="Portable predictor folder (default: the one `compactnet fit` wrote).")
+
+
+@cli.command()
+@click.argument("onnx_file", required=False, type=click.Path(dir_okay=False))
+@PLATFORM_OPT
+@MODEL_OPT
+@CHANNELS_OPT
+@PREDICTOR_OPT
+@JSON_OPT
+def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_json):
+    """Predict the latency of a model (--model/--channels) or any ONNX file, per layer and in total."""
+    from compactnet.extract import network_spec_from_onnx, spec_for
+    from compactnet.predictors.network import predict_table
+
+    pred = load_predictor(platform_key, predictor_path)
+    spec_ = network_spec_from_onnx(onnx_file) if onnx_file else spec_for(model_name, channels)
+    rows, total = predict_table(pred, spec_)
+    lines = [f"{'layer':28} {'op':7} {'cin':>5} {'cout':>5} {'HxW':>7} {'ms':>8} {'interval':>17} {'share':>6}"]
+    for r in rows:
+        interval = f"{r['low_ms']:.4f}-{r['high_ms']:.4f}"
+        hw = f"{r['h']}x{r['w']}"
+        lines.append(f"{str(r['name'])[:28]:28} {r['op']:7} {r['cin']:>5} {r['cout']:>5} {hw:>7} "
+                     f"{r['ms']:>8.4f} {interval:>17} {100 * r['share']:>5.1f}%")
+    lines.append(f"total on {platform_key}: {total.median_ms:.4f} ms predicted "
+                 f"(interval {total.low_ms:.4f}-{total.high_ms:.4f} ms)")
+    emit({"platform": platform_key, "layers": rows, "total": total.to_dict()}, as_json, "\n".join(lines))
+
+
+# ----- search ---------------------------------------------------------------------------------
+@cli.command()
+@MODEL_OPT
+@WEIGHTS_OPT
+@CHANNELS_OPT
+@PLATFORM_OPT
+@click.option("--speedup", type=float, default=None, help="Target speedup over the original (measured).")
+@click.option("--latency-ms", type=float, default=None, help="Target latency on the platform instead.")
+@PREDICTOR_OPT
+@click.option("--flops-proxy", is_flag=True, help="Drive the search by FLOPs instead of a latency predictor.")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="Search budget: iterations, fine-tuning and retraining effort.")
+@click.option("--mode", type=click.Choice(["paper", "extended"]), default="paper", show_default=True,
+              help="paper: the 18 block widths by stage; extended: every channel group.")
+@click.option("--importance", type=click.Choice(["l2", "group-l2", "random", "taylor"]), default="l2",
+              show_default=True, help="Which filters to keep.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/optimize", show_default=True,
+              help="Output folder; a search found there with the same settings is resumed.")
+@DATA_OPT
+@click.option("--n-jobs", type=int, default=1, show_default=True, help="Candidates scored in parallel.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--measure/--no-measure", default=True, show_default=True,
+              help="Measure original vs trimmed by the protocol and continue until the target holds.")
+@click.option("--busy", type=click.Choice(["refuse", "flag", "ignore"]), default="refuse", show_default=True)
+@click.option("--iterations", type=int, default=None, help="Override the preset's number of iterations N.")
+@click.option("--retrain/--no-retrain", default=True, show_default=True, help="Run the final retrain.")
+def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
+             mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain):
+    """Trim a trained model until a target speedup holds on the platform (the CompactNet loop)."""
+    from compactnet.cards import resolve_weights
+    from compactnet.search import optimize as run_optimize
+
+    if (speedup is None) == (latency_ms is None):
+        raise click.UsageError("give exactly one target: --speedup X or --latency-ms X")
+    predictor = "flops" if flops_proxy else load_predictor(platform_key, predictor_path)
+    overrides = {"iterations": iterations} if iterations else {}
+    result = run_optimize(model_name, resolve_weights(model_name, weights), platform_key, speedup=speedup,
+                          latency_ms=latency_ms, predictor=predictor, preset=preset, mode=mode,
+                          importance=importance, out_dir=out_dir, data=data, n_jobs=n_jobs, seed=seed,
+                          measure=measure, channels=channels, retrain=retrain, busy=busy,
+                          command=command_line(), **overrides)
+    md = Path(result.out_dir) / "report.md"
+    click.echo(md.read_text() if md.exists() else json.dumps(result.report, indent=2, default=str))
+
+
+# ----- zoo ------------------------------------------------------------------------------------
+INDEX_OPT = click.option("--index", "index_url", default=None, envvar="COMPACTNET_ZOO_INDEX",
+                         help="Index URL or path (https://, http://, file://; default: the repository's zoo).")
+
+
+@cli.group()
+def zoo():
+    """The model zoo: list, info, pull, best, publish, serve."""
+
+
+@zoo.command("list")
+@INDEX_OPT
+@click.option("--platform", "platform_key", default=None, help="Only entries for this platform.")
+@click.option("--offline", is_flag=True, help="Use only the cached index.")
+@JSON_OPT
+def zoo_list(index_url, platform_key, offline, as_json):
+    """List the zoo's entries."""
+    from compactnet.zoo import fetch_index, format_table
+
+    index = fetch_index(index_url, offline=offline)
+    entries = index.filter(platform=platform_key) if platform_key else list(index.entries)
+    emit([e.to_dict() for e in entries], as_json, format_table(entries))
+
+
+@zoo.command("info")
+@click.argument("name")
+@INDEX_OPT
+@JSON_OPT
+def zoo_info(name, index_url, as_json):
+    """Show one entry: input contract, metrics, files, provenance."""
+    from compactnet.zoo import fetch_index, format_entry
+
+    entry = fetch_index(index_url).get(name)
+    emit(entry.to_dict(), as_json, format_entry(entry))
+
+
+@zoo.command("pull")
+@click.argument("name")
+@INDEX_OPT
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Cache folder (default: $COMPACTNET_HOME/zoo or the user cache).")
+@click.option("--offline", is_flag=True, help="Use only the cache; never touch the network.")
+@JSON_OPT
+def zoo_pull(name, index_url, cache_dir, offline, as_json):
+    """Download an entry's files (verified by SHA-256) into the cache."""
+    from compactnet.zoo import pull
+
+    files = pull(name, index_url=index_url, cache_dir=cache_dir, offline=offline, progress=not as_json)
+    emit(files.to_dict(), as_json, f"{name}: ONNX {files.onnx}\n{' ' * len(name)}  weights {files.weights}")
+
+
+@zoo.command("best")
+@PLATFORM_OPT
+@click.option("--latency-ms", type=float, default=None, help="Latency budget on the platform.")
+@click.option("--speedup", type=float, default=None, help="Required speedup over the untrimmed model.")
+@INDEX_OPT
+@PREDICTOR_OPT
+@click.option("--hardware", default=None, help="Hardware to select for (default: this machine's).")
+@JSON_OPT
+def zoo_best(platform_key, latency_ms, speedup, index_url, predictor_path, hardware, as_json):
+    """The most accurate entry meeting a latency or speedup budget on a platform."""
+    from compactnet.spec import hardware_id
+    from compactnet.zoo import best, fetch_index
+
+    if latency_ms is None and speedup is None:
+        raise click.UsageError("give a budget: --latency-ms X or --speedup S")
+    predictor = None
+    if predictor_path or _predictor_dir(platform_key).exists():
+        predictor = load_predictor(platform_key, predictor_path)
+    sel = best(fetch_index(index_url), platform_key, latency_ms=latency_ms, speedup=speedup,
+               hardware=hardware or hardware_id(), predictor=predictor)
+    emit(sel.to_dict(), as_json, sel.message)
+
+
+@zoo.command("publish")
+@click.argument("result_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--index", "index_path", type=click.Path(dir_okay=False), required=True,
+              help="index.json of the zoo folder to publish into.")
+@click.option("--platform", "platform_key", default=None, help="Platform (default: the search's).")
+@DATA_OPT
+@click.option("--rounds", type=int, default=7, show_default=True)
+@click.option("--replace", is_flag=True, help="Replace an entry of the same name.")
+def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace):
+    """Turn a search output folder into a zoo entry, measuring latency and test top-1."""
+    from compactnet.zoo import publish
+
+    entry = publish(result_dir, index_path, platform=platform_key, data=data, rounds=rounds,
+                    publish_command=command_line(), replace_existing=replace)
+    click.echo(f"published {entry.name} into {index_path}")
+
+
+@zoo.command("serve")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+def zoo_serve(directory, host, port):
+    """Serve a zoo folder over HTTP (loopback by default)."""
+    from compactnet.zoo import serve
+
+    click.echo(f"serving {directory} on http://{host}:{port}/", err=True)
+    serve(directory, host=host, port=port)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning CompactNet errors into one line and exit status 2."""
     try:

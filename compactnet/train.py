@@ -50,14 +50,14 @@ class Recipe:
 
     name: str = "default"
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float = 0.03
     epochs: int = 30
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     decay: float = 1.0
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
     augment: bool = True
     distill_alpha: float = 0.5
@@ -139,9 +139,11 @@ def batches(split: Split, batch_size: int, shuffle: bool, gen: torch.Generator |
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 500, limit: int | None = None) -> float:
-    """Top-1 accuracy (percent) of ``model`` on ``split`` (optionally its first ``limit`` images)."""
-    if limit is not None:
-        split = Split(split.images[:limit], split.labels[:limit])
+    """Top-1 accuracy (percent) of ``model`` on ``split`` (optionally a seeded random ``limit`` images)."""
+    if limit is not None and limit < len(split):
+        # Splits are stored sorted by class: score a seeded random subset, never the first images.
+        idx = np.sort(np.random.default_rng(0).choice(len(split), limit, replace=False))
+        split = Split(split.images[idx], split.labels[idx])
     model.eval()
     model.to(memory_format=torch.channels_last)
     correct = 0
