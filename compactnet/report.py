@@ -226,10 +226,12 @@ def _trajectory_plot(traj: Sequence[Mapping[str, Any]], report: Mapping[str, Any
         ax.annotate(lab, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
     by_iter = {r.get("iteration"): float(r["val_top1"]) for r in traj}
     meas = [m for m in report.get("measurements") or [] if _num(m.get("trimmed_ms")) is not None]
-    if meas:
+    if meas:  # measured latencies have their own scale: the original is measured in the same runs
         mx = [float(m["trimmed_ms"]) for m in meas]
         my = [by_iter.get(m.get("iteration"), ys[-1] if ys else 0.0) for m in meas]
-        ax.plot(mx, my, "s", color="tab:red", label="measured by the protocol")
+        if _num(meas[0].get("original_ms")) is not None and ys:
+            mx, my = [float(meas[0]["original_ms"])] + mx, [ys[0]] + my
+        ax.plot(mx, my, "s--", color="tab:red", label="measured by the protocol (original, then trimmed)")
     ax.set_xlabel("latency of the trimmed network (ms)")
     ax.set_ylabel("validation top-1 (%), scoring subset")
     ax.set_title("trimming trajectory (iteration 0 = original)")
