@@ -76,7 +76,7 @@ def _is_sample_store(path: Path) -> bool:
 
 
 def find_sample_store(path: str | Path) -> Path | None:
-    """The sample store at ``path`` (a file) or inside it (a folder, searched one level deep).
+    """The sample store at ``path`` (a file) or directly inside it (a folder; the first by name).
 
     Returns:
         The store's path, or None when there is none.
@@ -86,12 +86,11 @@ def find_sample_store(path: str | Path) -> Path | None:
         return p if _is_sample_store(p) else None
     if not p.is_dir():
         return None
-    candidates = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in STORE_SUFFIXES)
-    candidates += sorted(f for f in p.glob("*/*") if f.is_file() and f.suffix.lower() in STORE_SUFFIXES)
-    for f in candidates:
-        if _is_sample_store(f):
-            return f
-    return None
+    stores = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in STORE_SUFFIXES
+              and _is_sample_store(f)]
+    if len(stores) > 1:
+        log.warning("%s holds %d sample stores; reporting %s (pass the file to choose)", p, len(stores), stores[0].name)
+    return stores[0] if stores else None
 
 
 def _read_json(path: Path) -> Any:
