@@ -56,7 +56,29 @@ def load_model(model_name: str, channels: str | None, weights: str | None, pretr
     return model.eval()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group whose listed subcommands are imported only when invoked (click's documented pattern)."""
+
+    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = lazy_subcommands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_subcommands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_subcommands:
+            import importlib
+
+            module, attr = self.lazy_subcommands[cmd_name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             lazy_subcommands={"lowrank": "compactnet.search.methods.cli:lowrank",
+                               "share": "compactnet.search.methods.cli:share",
+                               "quantize": "compactnet.search.methods.cli:quantize"})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="compactnet")
 def cli(verbose: int) -> None:
@@ -394,7 +416,7 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
               help="Search budget: iterations, fine-tuning and retraining effort.")
 @click.option("--mode", type=click.Choice(["paper", "extended"]), default="paper", show_default=True,
               help="paper: the 18 block widths by stage; extended: every channel group.")
-@click.option("--importance", type=click.Choice(["l2", "group-l2", "random", "taylor"]), default="l2",
+@click.option("--importance", type=click.Choice(["l2", "group-l2", "random", "taylor", "fisher"]), default="l2",
               show_default=True, help="Which filters to keep.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/optimize", show_default=True,
               help="Output folder; a search found there with the same settings is resumed.")
@@ -406,8 +428,10 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
 @click.option("--busy", type=click.Choice(["refuse", "flag", "ignore"]), default="refuse", show_default=True)
 @click.option("--iterations", type=int, default=None, help="Override the preset's number of iterations N.")
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Run the final retrain.")
+@click.option("--distill/--no-distill", default=None,
+              help="Distil the unpruned model into fine-tuning and retraining (default: the preset's).")
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
-             mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain):
+             mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill):
     """Trim a trained model until a target speedup holds on the platform (the CompactNet loop)."""
     from compactnet.cards import resolve_weights
     from compactnet.search import optimize as run_optimize
@@ -415,7 +439,7 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
     if (speedup is None) == (latency_ms is None):
         raise click.UsageError("give exactly one target: --speedup X or --latency-ms X")
     predictor = "flops" if flops_proxy else load_predictor(platform_key, predictor_path)
-    overrides = {"iterations": iterations} if iterations else {}
+    overrides = {k: v for k, v in (("iterations", iterations), ("distill", distill)) if v is not None}
     result = run_optimize(model_name, resolve_weights(model_name, weights), platform_key, speedup=speedup,
                           latency_ms=latency_ms, predictor=predictor, preset=preset, mode=mode,
                           importance=importance, out_dir=out_dir, data=data, n_jobs=n_jobs, seed=seed,
@@ -526,6 +550,18 @@ def zoo_serve(directory, host, port):
 
     click.echo(f"serving {directory} on http://{host}:{port}/", err=True)
     serve(directory, host=host, port=port)
+
+
+# ----- reports --------------------------------------------------------------------------------
+@cli.command()
+@click.argument("result_dir", type=click.Path(exists=True))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="HTML file to write (default: RESULT_DIR/report.html).")
+def report(result_dir, out_path):
+    """Write a self-contained HTML report of a search output folder or a profiling run (sample store)."""
+    from compactnet.report import write_report
+
+    click.echo(write_report(result_dir, out_path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from compactnet.errors import bad_value
 
 log = logging.getLogger(__name__)
 
-CRITERIA = ("l2", "group-l2", "random", "taylor")
+CRITERIA = ("l2", "group-l2", "random", "taylor", "fisher")
 
 
 class Importance:
@@ -148,7 +148,7 @@ class Taylor(TorchPruningImportance):
 
 
 def get_importance(criterion: str | Importance | Callable, seed: int = 0) -> Importance:
-    """An importance criterion by name (``l2``, ``group-l2``, ``random``, ``taylor``) or a callable.
+    """An importance criterion by name (``l2``, ``group-l2``, ``random``, ``taylor``, ``fisher``) or a callable.
 
     Raises:
         ConfigError: An unknown name.
@@ -166,8 +166,12 @@ def get_importance(criterion: str | Importance | Callable, seed: int = 0) -> Imp
         return TorchPruningImportance(tp.importance.GroupMagnitudeImportance(p=2), "group-l2")
     if name == "random":
         return RandomScores(seed)
-    if name in ("taylor", "fisher"):
+    if name == "taylor":
         return Taylor()
+    if name == "fisher":
+        from compactnet.search.methods.fisher import FisherImportance
+
+        return FisherImportance()
     raise bad_value("importance", "one of " + ", ".join(CRITERIA) + " or a callable", criterion)
 
 
