@@ -47,6 +47,18 @@ def _fmt_s(s: float | None) -> str:
     return f"{s:.2f} s"
 
 
+def sparse_space(space: str):
+    """The sparse run's configuration space: the paper's 18 MobileNetV2 units, or the runtime-level
+    layers (conv, dwconv, add, pooling, linear) of all three registry models, which is what a
+    predictor serving any ONNX file needs."""
+    if space == "units":
+        return None
+    from compactnet.extract import spec_for
+    from compactnet.profilers.sampling import network_space
+
+    return [u for name in ("mobilenetv2", "resnet20", "vgg16") for u in network_space(spec_for(name))]
+
+
 def bench_platform(key: str, args: argparse.Namespace, workdir: Path) -> dict:
     """Run every part of the benchmark on one platform; return a JSON-ready dict."""
     from compactnet.profilers.base import Protocol, get_profiler, noise_floor
@@ -69,10 +81,13 @@ def bench_platform(key: str, args: argparse.Namespace, workdir: Path) -> dict:
     out["dense"] = {**dense.dense, "measured": dense.measured, "wall_s_at_step": dense.wall_s,
                     "seconds_per_sample": dense.seconds_per_sample}
 
-    sparse = profile(key, args.strategy, samples=args.samples, store=workdir / f"{key}-sparse.sqlite", seed=0,
-                     profiler=prof, progress=not args.no_progress, batch_size=args.batch)
-    out["sparse"] = {"strategy": sparse.strategy, "samples": sparse.measured, "wall_s": sparse.wall_s,
-                     "seconds_per_sample": sparse.seconds_per_sample}
+    sparse_store = args.store or workdir / f"{key}-sparse.sqlite"
+    sparse = profile(key, args.strategy, samples=args.samples, store=sparse_store, seed=0,
+                     network=sparse_space(args.space), profiler=prof, progress=not args.no_progress,
+                     batch_size=args.batch)
+    out["sparse"] = {"strategy": sparse.strategy, "space": args.space, "samples": sparse.measured,
+                     "already_stored": sparse.skipped, "wall_s": sparse.wall_s,
+                     "seconds_per_sample": sparse.seconds_per_sample, "store": str(sparse_store)}
 
     fig = figure7(prof)
     out["figure7"] = fig.to_dict()
@@ -92,7 +107,7 @@ def print_report(res: dict) -> None:
     print(f"dense baseline at step 1: {d['full_count']} table entries, {d['full_distinct']} distinct samples; "
           f"wall time {_fmt_s(d['full_wall_s'])} [EXTRAPOLATED from step {d['step']}, not measured]")
     s = res["sparse"]
-    print(f"sparse ({s['strategy']}): {s['samples']} samples in {_fmt_s(s['wall_s'])} "
+    print(f"sparse ({s['strategy']}, {s['space']}): {s['samples']} samples in {_fmt_s(s['wall_s'])} "
           f"({s['seconds_per_sample']:.3f} s/sample)")
     print(res["figure7_table"])
 
@@ -112,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context", default="rotation", choices=("rotation", "isolated", "flush"))
     ap.add_argument("--busy", default="refuse", choices=("refuse", "flag", "ignore"))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="keep the sparse run's samples in this store (default: a temporary one)")
+    ap.add_argument("--space", default="layers", choices=("layers", "units"),
+                    help="sparse space: runtime-level layers of the 3 registry models, or the 18 MobileNetV2 units")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:

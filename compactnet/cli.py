@@ -532,11 +532,24 @@ def zoo_best(platform_key, latency_ms, speedup, index_url, predictor_path, hardw
 @click.option("--rounds", type=int, default=7, show_default=True)
 @click.option("--replace", is_flag=True, help="Replace an entry of the same name.")
 def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace):
-    """Turn a search output folder into a zoo entry, measuring latency and test top-1."""
-    from compactnet.zoo import publish
+    """Turn a search output (or a `compactnet train` baseline) folder into a zoo entry, measuring latency and top-1."""
+    from compactnet.zoo import publish, publish_model
 
-    entry = publish(result_dir, index_path, platform=platform_key, data=data, rounds=rounds,
-                    publish_command=command_line(), replace_existing=replace)
+    root = Path(result_dir)
+    if (root / "card.json").is_file() and not (root / "report.json").is_file():
+        # A `compactnet train` output folder: publish the trained model as the platform's baseline.
+        from compactnet.cards import read_card
+
+        card = read_card(root / "card.json")
+        if not platform_key:
+            raise click.UsageError("publishing a trained baseline needs --platform KEY")
+        entry = publish_model(root / f"{card['model']}.safetensors", card["model"], index_path, platform_key,
+                              None, data=data, rounds=rounds, val_top1=card.get("val_top1"),
+                              command=card.get("command", ""), publish_command=command_line(),
+                              source=str(root), replace_existing=replace)
+    else:
+        entry = publish(result_dir, index_path, platform=platform_key, data=data, rounds=rounds,
+                        publish_command=command_line(), replace_existing=replace)
     click.echo(f"published {entry.name} into {index_path}")
 
 

@@ -1,0 +1,57 @@
+"""Generate the predictors' fixed test set and measure it for real on local runtimes (resumable).
+
+The test set has its own seed and is de-duplicated against the sample store (issue 4): trimmed
+Table-1 MobileNetV2 configurations (each stage's width ratio uniform in [0.25, 1]), ResNet-20 and
+narrow-VGG width variants, plus ranking sets of close candidates. Every network is exported and
+timed by the measurement protocol; a busy machine is refused.
+
+Usage::
+
+    python benchmarks/measure_testset.py --store results/samples.sqlite --out results/testset \\
+        --platforms ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compactnet.predictors.testset import TestSet, generate_testset, measure_testset
+    from compactnet.profilers.store import SampleStore
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", type=Path, required=True, help="sample store to de-duplicate against")
+    ap.add_argument("--out", type=Path, required=True, help="folder for testset.json and results.json")
+    ap.add_argument("--platforms", nargs="+", default=["ort-cpu-fp32-t1", "openvino-cpu-fp32-t1",
+                                                         "ncnn-cpu-fp32-t1"])
+    ap.add_argument("--mobilenetv2", type=int, default=200)
+    ap.add_argument("--resnet20", type=int, default=30)
+    ap.add_argument("--vgg", type=int, default=30)
+    ap.add_argument("--candidate-sets", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--busy", default="refuse", choices=("refuse", "flag", "ignore"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    ts_path = args.out / "testset.json"
+    if ts_path.exists():
+        ts = TestSet.load(ts_path)
+    else:
+        with SampleStore(args.store) as store:
+            ts = generate_testset(n_mobilenetv2=args.mobilenetv2, n_resnet20=args.resnet20, n_vgg=args.vgg,
+                                  n_candidate_sets=args.candidate_sets, store=store)
+        ts.save(ts_path)
+    for key in args.platforms:
+        res = measure_testset(ts, key, args.out / "results.json", rounds=args.rounds, runs=args.runs,
+                              busy=args.busy)
+        print(f"{key}: {len(res)} networks measured -> {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Reproduce every figure CompactNet publishes, on this machine, by the measurement protocol.
+#
+# Run it on a quiet machine (no training, test suite or other CPU-heavy job): measurements taken
+# while another process loads the CPU are refused. Every step resumes where it stopped, so a
+# killed run is simply started again. Outputs go to results/ (committed).
+#
+#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline profile fit testset predictors search zoo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=${RESULTS:-results}
+PLATFORMS=${PLATFORMS:-"ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1"}
+STEPS=${*:-"profile fit testset predictors search zoo"}
+mkdir -p "$R"
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+
+if has baseline; then  # ~45 min on 2 cores: the bundled baseline
+  compactnet -v train --model mobilenetv2 --recipe default --epochs 20 --out runs/mobilenetv2-baseline
+fi
+if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
+  python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \
+    --store "$R/samples.sqlite" --json "$R/profilers_bench.json" --no-progress | tee "$R/profilers_bench.txt"
+fi
+if has fit; then       # one portable (pickle-free) GBDT predictor per platform
+  for p in $PLATFORMS; do compactnet fit --platform "$p" --store "$R/samples.sqlite" --out "$R/predictors/$p"; done
+fi
+if has testset; then   # the fixed predictor test set, measured for real
+  python benchmarks/measure_testset.py --store "$R/samples.sqlite" --out "$R/testset" --platforms $PLATFORMS \
+    --mobilenetv2 ${TEST_MBV2:-200} --resnet20 ${TEST_RESNET:-30} --vgg ${TEST_VGG:-30}
+fi
+if has predictors; then
+  python benchmarks/predictors_bench.py --store "$R/samples.sqlite" --platforms "${PLATFORMS// /,}" \
+    --testset "$R/testset/testset.json" --results "$R/testset/results.json" | tee "$R/predictors_bench.txt"
+fi
+if has search; then    # issue 5: the CompactNet loop, stopped on measured speedup
+  mkdir -p "$R/search"
+  for s in ${SPEEDUPS:-1.5 1.8}; do
+    tag=s${s/./p}x
+    for p in ${SEARCH_PLATFORMS:-ort-cpu-fp32-t1}; do
+      compactnet optimize --model mobilenetv2 --platform "$p" --speedup "$s" --predictor "$R/predictors/$p" \
+        --preset quick --out "$R/search/mobilenetv2-$p-$tag" | tee "$R/search/mobilenetv2-$p-$tag.txt"
+    done
+  done
+fi
+if has zoo; then       # issue 6: publish the baseline and the search results (measured anew)
+  for p in $PLATFORMS; do
+    compactnet zoo publish "${BASELINE_DIR:-runs/mobilenetv2-baseline}" --platform "$p" --index zoo/index.json --replace
+  done
+  for d in "$R"/search/*/; do
+    compactnet zoo publish "$d" --index zoo/index.json --replace
+  done
+fi
