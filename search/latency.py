@@ -9,6 +9,7 @@ measurement; it does not depend on predictor internals. Anything with ``predict_
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -104,17 +105,32 @@ class MacsLatencyModel:
 class Calibrating:
     """Adapter for predictors with ``calibrate(networks, measured_ms)`` (CompactNet's LatencyPredictor).
 
-    Every whole-network measurement is kept and the predictor is re-calibrated on all of them
-    (its own scale, or scale and offset from three networks on). The predictor is copied first,
-    so the caller's object is not changed.
+    Every whole-network measurement is kept and the predictor is re-calibrated on all of them. The
+    search hands it both ends of each measurement (the original network and the trimmed one), so
+    the points span the range the search visits. An affine fit (scale and offset) on points of
+    nearly the same latency is ill-conditioned: two noisy networks of 0.80 and 0.82 ms can give any
+    slope and a large offset, and every later prediction inherits it. The fit is therefore forced to
+    ``mode="scale"`` (one factor over the predictor's own overhead) unless the measured latencies
+    span at least ``affine_span`` (largest / smallest) over at least three networks, in which case the
+    predictor's ``auto`` mode chooses. The predictor is copied first, so the caller's object is not
+    changed.
+
+    Args:
+        base: A predictor with ``predict_many`` and ``calibrate(networks, measured_ms[, mode])``.
+        affine_span: Ratio of the largest to the smallest measured latency from which an affine fit
+            is allowed (default 1.5).
     """
 
-    def __init__(self, base: Any):
+    def __init__(self, base: Any, affine_span: float = 1.5):
         import copy
 
+        if not affine_span >= 1:
+            raise bad_value("affine_span", "a ratio >= 1", affine_span)
         self.base = copy.deepcopy(base)
+        self.affine_span = float(affine_span)
         self.networks: list[NetworkSpec] = []
         self.measured: list[float] = []
+        self.mode = "scale"
 
     def predict_many(self, specs: Sequence[NetworkSpec]) -> np.ndarray:
         return np.asarray(self.base.predict_many(list(specs)), dtype=float)
@@ -124,10 +140,28 @@ class Calibrating:
             return np.asarray(self.base.predict_configs(base, list(configs)), dtype=float)
         return self.predict_many([base.with_channels(c) for c in configs])
 
+    def calibration_mode(self) -> str:
+        """``scale`` unless the measurements span ``affine_span`` over three or more networks (then ``auto``)."""
+        y = np.asarray(self.measured, dtype=float)
+        distinct = len({json.dumps(n.to_dict(), sort_keys=True) for n in self.networks})
+        if distinct >= 3 and y.size and y.min() > 0 and y.max() / y.min() >= self.affine_span:
+            return "auto"
+        return "scale"
+
     def recalibrate(self, spec: NetworkSpec, measured_ms: float) -> None:
+        import inspect
+
         self.networks.append(spec)
         self.measured.append(float(measured_ms))
-        self.base.calibrate(self.networks, self.measured)
+        self.mode = self.calibration_mode()
+        try:
+            takes_mode = "mode" in inspect.signature(self.base.calibrate).parameters
+        except (TypeError, ValueError):
+            takes_mode = False
+        if takes_mode:
+            self.base.calibrate(self.networks, self.measured, mode=self.mode)
+        else:
+            self.base.calibrate(self.networks, self.measured)
 
 
 def predict_configs(model: Any, base: NetworkSpec, configs: Sequence[dict]) -> np.ndarray:

@@ -15,8 +15,16 @@ Per iteration ``i`` (PAPER-NOTES, "Trimming step"):
 
 After the schedule the original and the trimmed networks are measured by the protocol
 (:func:`compactnet.measure.compare`); when the speedup interval's lower bound misses the target,
-the predictor is recalibrated on the measurement and extra iterations follow (bounded), each
-measured again.
+the predictor is recalibrated on the measurement (both the original's and the trimmed network's
+latency) and extra iterations follow (bounded), each measured again. A measurement the protocol
+refuses (busy machine) or flags as taken on a busy machine is recorded but never used: the search
+stops on the predicted latency, says so in ``stop_reason`` and stays in its measuring phase, so
+running it again on a quiet machine re-measures and continues.
+
+Optional snapshots (:class:`Snapshots`): each time a measured speedup's lower bound crosses one of
+the given thresholds (e.g. 1.5, 1.8, 2.0, 2.5), the current network is saved (weights, channels,
+ONNX, measured figures) under ``snapshots/s1p5x`` etc.; a threshold the predicted speedup crosses
+triggers the measurement. Without snapshots nothing is measured before the schedule ends.
 
 Everything the search decides is checkpointed after every iteration (weights as safetensors, the
 pruning history, trajectory, recalibrations and RNG state as JSON, atomic writes); a killed search
@@ -165,6 +173,8 @@ class Measured:
         high: Upper end.
         reached: The interval's lower bound reaches the target.
         detail: Whatever else the measurement reported (load, platform, rounds).
+        busy: Taken while other processes kept the machine busy (kept by ``busy="flag"``/``"ignore"``):
+            the search records it but never recalibrates or stops on it.
     """
 
     original_ms: float
@@ -174,6 +184,7 @@ class Measured:
     high: float
     reached: bool
     detail: dict = field(default_factory=dict)
+    busy: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -200,7 +211,8 @@ def protocol_measure(platform: Any, rounds: int = 7, input_shape: Sequence[int] 
         ratio, low, high = comp.speedups[1]
         reached = bool(protocol.reached(comp, 1, target))
         detail = comp.to_dict() if hasattr(comp, "to_dict") else {}
-        return Measured(float(lat[0]), float(lat[1]), float(ratio), float(low), float(high), reached, detail)
+        return Measured(float(lat[0]), float(lat[1]), float(ratio), float(low), float(high), reached, detail,
+                        bool(getattr(comp, "busy", False)))
 
     return measure
 
@@ -219,12 +231,14 @@ class SearchState:
     deltas: list[float]
     iteration: int = 0                      # iterations finished (schedule + extra)
     extra_done: int = 0
-    phase: str = "schedule"                 # schedule | measure | extra | done
+    phase: str = "schedule"                 # schedule | measure | extra | done (a refused or busy
+                                            # measurement leaves measure/extra: a rerun re-measures)
     stop_reason: str = ""
     history: list[dict] = field(default_factory=list)
     trajectory: list[dict] = field(default_factory=list)
     recalibrations: list[dict] = field(default_factory=list)
     measurements: list[dict] = field(default_factory=list)
+    snapshots: list[dict] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     weights_file: str = ""
     rng: dict = field(default_factory=dict)
@@ -281,6 +295,8 @@ class ProgressiveSearch:
         on_iteration: Called with each trajectory record after its checkpoint is written.
         signature: Settings identifying the search; a checkpoint with another signature is refused.
         input_shape: NCHW input shape (tracing, spec extraction).
+        snapshots: A :class:`~compactnet.search.snapshots.Snapshots` (thresholds and folder), or None
+            (default: no snapshots, no measurement before the schedule ends). Needs ``measure``.
 
     Raises:
         ConfigError: A target the schedule cannot reach, or groups the spec cannot follow.
@@ -291,7 +307,8 @@ class ProgressiveSearch:
                  checkpoint_dir: str | Path | None = None, n_jobs: int = 1, seed: int = 0,
                  measure: MeasureFn | None = None, teacher: nn.Module | None = None, verify: bool = True,
                  progress: bool = True, on_iteration: Callable[[dict], None] | None = None,
-                 signature: Mapping[str, Any] | None = None, input_shape: Sequence[int] = (1, 3, 32, 32)):
+                 signature: Mapping[str, Any] | None = None, input_shape: Sequence[int] = (1, 3, 32, 32),
+                 snapshots: Any = None):
         from compactnet.extract import network_spec_from_torch
 
         t0 = time.perf_counter()
@@ -311,6 +328,10 @@ class ProgressiveSearch:
         self.on_iteration = on_iteration
         self.input_shape = tuple(input_shape)
         self.ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+        if snapshots is not None and measure is None:
+            raise ConfigError("snapshots are taken at measured speedups: pass a measure function (measure=...) "
+                              "or no snapshots")
+        self.snapshots = snapshots
         self.pruner = GroupPruner(model, mode, example_input=torch.zeros(self.input_shape))
         self.base_spec = network_spec_from_torch(model, self.input_shape)
         spec_groups = self.base_spec.group_widths
@@ -328,6 +349,7 @@ class ProgressiveSearch:
                                  deltas=[float(x) for x in sub_targets(l0, solve_t_init(speedup, n, d), n, d)])
         self.state.timings["setup_s"] = time.perf_counter() - t0
         self.original_val: float | None = None
+        self._last_refusal = ""
 
     # ----- network state --------------------------------------------------------------------------
     def dep_widths(self) -> dict[str, int]:
@@ -366,7 +388,8 @@ class ProgressiveSearch:
             Whether a checkpoint was loaded.
 
         Raises:
-            ConfigError: The checkpoint belongs to another search (other model, target, preset ...).
+            ConfigError: The checkpoint belongs to another search (other model, target, preset ...) or
+                was made with another latency predictor (its predicted original latency differs).
             ModelFileError: The checkpoint is unreadable.
         """
         from compactnet.models import load_weights
@@ -383,16 +406,28 @@ class ProgressiveSearch:
                           if saved.signature.get(k) != self.state.signature.get(k))
             raise ConfigError(f"{self.ckpt} holds a search with other settings ({', '.join(diff)}); use another "
                               "output folder or delete it to start over")
+        # the signature cannot name a predictor object: its prediction of the original identifies it
+        if not math.isclose(saved.l0_ms, self.state.l0_ms, rel_tol=1e-6, abs_tol=1e-12):
+            raise ConfigError(f"{self.ckpt} holds a search made with another latency predictor (it predicted the "
+                              f"original at {saved.l0_ms:.6g} ms, this one at {self.state.l0_ms:.6g} ms); pass the "
+                              "same predictor, or use another output folder or delete it to start over")
         self.pruner.replay(saved.history)
         if saved.weights_file:
             load_weights(self.model, self.ckpt / saved.weights_file)
         for r in saved.recalibrations:
-            self.latency.recalibrate(NetworkSpec.from_dict(r["spec"]), float(r["measured_ms"]))
+            self._recalibrate(NetworkSpec.from_dict(r["spec"]), float(r["measured_ms"]), r.get("original_ms"))
         _set_rng_state(saved.rng)
         saved.timings.setdefault("setup_s", self.state.timings.get("setup_s", 0.0))
         self.state = saved
         log.info("resumed the search from %s after %d iteration(s), phase %s", self.ckpt, saved.iteration, saved.phase)
         return True
+
+    def _recalibrate(self, spec: NetworkSpec, trimmed_ms: float, original_ms: float | None) -> None:
+        # the original's measurement first: a latency model keeping one scale ends on the trimmed
+        # network's; one keeping every measurement (Calibrating) fits on both ends of the range
+        if original_ms is not None and float(original_ms) > 0:
+            self.latency.recalibrate(self.base_spec, float(original_ms))
+        self.latency.recalibrate(spec, float(trimmed_ms))
 
     # ----- one iteration --------------------------------------------------------------------------
     def _choose(self, delta: float) -> tuple[float, list[dict]]:
@@ -520,14 +555,69 @@ class ProgressiveSearch:
         if self.on_iteration:
             self.on_iteration(record)
 
+    # ----- measurements ---------------------------------------------------------------------------
+    _HALTS = ("measurement refused", "measurement flagged")
+
+    def _measure(self, target: float, iteration: int, **extra: Any) -> Measured | None:
+        """Measure original vs current; None when the protocol refused (recorded in the state)."""
+        st = self.state
+        t0 = time.perf_counter()
+        try:
+            m = self.measure_fn(self.original, self.model, target)
+        except MeasurementError as exc:
+            st.measurements.append({"iteration": iteration, "refused": str(exc), **extra})
+            self._last_refusal = str(exc)
+            return None
+        finally:
+            st.timings["measure_s"] = st.timings.get("measure_s", 0.0) + time.perf_counter() - t0
+        pred = float(self.latency.predict_many([self.current_spec()])[0])
+        st.measurements.append({"iteration": iteration, "predicted_ms": pred, **m.to_dict(), **extra})
+        return m
+
+    def _take_snapshots(self, m: Measured, iteration: int, predicted_speedup: float, val_top1: float | None) -> None:
+        """Save a snapshot for every pending threshold the measurement's lower bound crosses."""
+        if self.snapshots is None or m.busy:
+            return
+        for t in self.snapshots.pending(self.state.snapshots):
+            if m.low >= t:
+                rec = self.snapshots.save(t, self.model, m, {"iteration": iteration,
+                                                             "predicted_speedup": float(predicted_speedup),
+                                                             "val_top1": val_top1}, self.input_shape)
+                self.state.snapshots.append(rec)
+
+    def _snapshot_check(self, rec: dict) -> None:
+        """After an iteration: measure when the predicted speedup crosses a pending threshold."""
+        if self.snapshots is None:
+            return
+        pending = self.snapshots.pending(self.state.snapshots)
+        if not pending or not rec["predicted_speedup"] >= pending[0]:
+            return
+        m = self._measure(pending[0], rec["iteration"], snapshot=True)
+        if m is None:
+            log.warning("snapshot measurement refused (%s); trying again after the next iteration",
+                        self._last_refusal)
+            return
+        if m.busy:
+            log.warning("snapshot measurement flagged (busy machine): not used")
+            return
+        self._take_snapshots(m, rec["iteration"], rec["predicted_speedup"], rec["val_top1"])
+        rec["snapshots"] = [d["tag"] for d in self.state.snapshots if d["iteration"] == rec["iteration"]]
+
     # ----- the loop -------------------------------------------------------------------------------
     def run(self) -> SearchState:
-        """Run (or continue) the search until the target is met on the device, or budgets run out."""
+        """Run (or continue) the search until the target is met on the device, or budgets run out.
+
+        A refused measurement (busy machine, ``busy="refuse"``) or one flagged as busy
+        (``busy="flag"``/``"ignore"``) is recorded and never recalibrates anything: the search stops on
+        the predicted latency with a ``stop_reason`` saying so, and stays in its measuring phase (not
+        ``done``), so running it again (``try_resume``) on a quiet machine re-measures and continues.
+        """
         from tqdm.auto import tqdm
 
         st = self.state
         total = st.iterations + (self.preset.extra_iterations if self.measure_fn else 0)
         bar = tqdm(total=total, initial=st.iteration, desc="trimming", unit="it", disable=not self.progress)
+        halted = False
         try:
             while st.phase == "schedule" and st.iteration < st.iterations:
                 delta = st.deltas[st.iteration]
@@ -539,6 +629,7 @@ class ProgressiveSearch:
                     st.phase = "measure"
                     self._save()
                     break
+                self._snapshot_check(rec)
                 self._finish_iteration(rec)
                 bar.update(1)
                 bar.set_postfix(pred=f"{rec['predicted_ms']:.3f}ms", x=f"{rec['predicted_speedup']:.2f}",
@@ -550,20 +641,25 @@ class ProgressiveSearch:
                 if self.measure_fn is None:
                     st.phase = "done"
                     break
-                t0 = time.perf_counter()
-                try:
-                    m = self.measure_fn(self.original, self.model, st.t_final)
-                except MeasurementError as exc:
-                    log.warning("measurement refused (%s): stopping on the predicted latency", exc)
-                    st.measurements.append({"iteration": st.iteration, "refused": str(exc)})
-                    st.phase = "done"
+                m = self._measure(st.t_final, st.iteration)
+                if m is None:
+                    st.stop_reason = (f"measurement refused ({self._last_refusal}); stopped on the predicted "
+                                      "latency")
+                    log.warning("%s; run again on a quiet machine to measure and continue", st.stop_reason)
+                    halted = True
                     break
-                st.timings["measure_s"] = st.timings.get("measure_s", 0.0) + time.perf_counter() - t0
-                spec = self.current_spec()
-                pred = float(self.latency.predict_many([spec])[0])
-                st.measurements.append({"iteration": st.iteration, "predicted_ms": pred, **m.to_dict()})
+                if m.busy:
+                    st.stop_reason = (f"measurement flagged: taken on a busy machine (speedup {m.speedup:.2f}x "
+                                      f"[{m.low:.2f}, {m.high:.2f}], not used); stopped on the predicted latency")
+                    log.warning("%s; run again on a quiet machine to measure and continue", st.stop_reason)
+                    halted = True
+                    break
+                if st.stop_reason.startswith(self._HALTS):     # an earlier run's refusal is history now
+                    st.stop_reason = ""
                 log.info("measured speedup %.2fx [%.2f, %.2f] (target %.2fx) after %d iterations", m.speedup, m.low,
                          m.high, st.t_final, st.iteration)
+                last = st.trajectory[-1] if st.trajectory else {}
+                self._take_snapshots(m, st.iteration, last.get("predicted_speedup", 1.0), last.get("val_top1"))
                 if m.reached:
                     st.phase = "done"
                     break
@@ -573,8 +669,10 @@ class ProgressiveSearch:
                     log.warning("%s", st.stop_reason)
                     st.phase = "done"
                     break
-                self.latency.recalibrate(spec, m.trimmed_ms)
-                st.recalibrations.append({"spec": spec.to_dict(), "measured_ms": m.trimmed_ms})
+                spec = self.current_spec()
+                self._recalibrate(spec, m.trimmed_ms, m.original_ms)
+                st.recalibrations.append({"spec": spec.to_dict(), "measured_ms": m.trimmed_ms,
+                                          "original_ms": m.original_ms})
                 pred = float(self.latency.predict_many([spec])[0])
                 margin = m.speedup / m.low if m.low > 0 else 1.0
                 target_ms = m.original_ms / (st.t_final * max(1.0, margin))
@@ -591,7 +689,8 @@ class ProgressiveSearch:
                 rec["target_ms"] = target_ms
                 self._finish_iteration(rec)
                 bar.update(1)
-            st.phase = "done"
+            if not halted:
+                st.phase = "done"
             self._save()
         finally:
             bar.close()

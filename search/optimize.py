@@ -14,7 +14,14 @@ output folder:
                          test top-1, parameters, FLOPs, time per phase, platform and hardware
 ``checkpoint/``          the search's resumable state; ``retrain/`` the final retrain's checkpoint
 
-Running ``optimize`` again with the same arguments and folder resumes a killed run.
+Running ``optimize`` again with the same arguments and folder resumes a killed run (the
+checkpoint is identified by the user's target as given, ``--speedup`` or ``--latency-ms``, and by
+the predictor; a ``--latency-ms`` run keeps the ``T_final`` it derived from its first measurement of
+the original). A run whose measurement was refused or flagged on a busy machine stops on the
+predicted latency and says so; running it again on a quiet machine measures and continues.
+
+With ``snapshots=(1.5, 1.8, 2.0, 2.5)`` the search also saves the network each time a measured
+speedup crosses one of them, under ``snapshots/s1p5x`` etc. (:mod:`compactnet.search.snapshots`).
 """
 
 from __future__ import annotations
@@ -82,6 +89,42 @@ def _file_hash(path: str | Path | None) -> str | None:
     return h.hexdigest()[:16]
 
 
+def _saved_t_final(ckpt: Path, signature: dict) -> float | None:
+    """``T_final`` of the checkpoint in ``ckpt`` when it holds a search with ``signature``, else None."""
+    import json
+
+    from compactnet.search.loop import STATE_FILE
+
+    try:
+        saved = json.loads((ckpt / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("signature") != json.loads(json.dumps(signature)):
+        return None                          # try_resume explains a mismatch
+    t = saved.get("t_final")
+    return float(t) if isinstance(t, (int, float)) and t > 1 else None
+
+
+def _retrain_folder_for(folder: Path, state: Any) -> None:
+    """Drop a retrain checkpoint written for another network (the search continued after it)."""
+    import json
+    import shutil
+
+    from compactnet.search._io import atomic_write_json
+
+    tag = {"iteration": int(state.iteration), "history": len(state.history)}
+    marker = folder / "search.json"
+    try:
+        same = json.loads(marker.read_text()) == tag
+    except (OSError, ValueError):
+        same = not folder.exists()
+    if not same:
+        log.info("the search changed the network since %s was written: retraining from the start", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, tag)
+
+
 def _load_data(data: Any) -> Any:
     from compactnet.data import load_cifar10
 
@@ -112,7 +155,8 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
              mode: str = "paper", importance: str = "l2", out_dir: str | Path = "runs/optimize",
              data: Any = None, n_jobs: int = 1, seed: int = 0, measure: bool = True, channels: Any = None,
              retrain: bool = True, progress: bool = True, busy: str = "refuse",
-             on_iteration: Any = None, command: str | None = None, **preset_overrides: Any) -> SearchResult:
+             on_iteration: Any = None, command: str | None = None, snapshots: Any = (),
+             **preset_overrides: Any) -> SearchResult:
     """Trim a trained registry model until a target speedup holds on a platform.
 
     Args:
@@ -121,7 +165,8 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         platform: Platform key (``ort-cpu-fp32-t1``) or :class:`~compactnet.spec.Platform`.
         speedup: Target speedup ``T_final`` over the original (measured by the protocol).
         latency_ms: Target latency instead (``T_final`` = original latency / target; the original's
-            measured latency when ``measure``, else its predicted one).
+            measured latency when ``measure``, else its predicted one, which needs a predictor in
+            milliseconds: the FLOPs proxy is refused). A resumed run keeps its first ``T_final``.
         predictor: A fitted latency predictor for the platform (any
             :class:`~compactnet.search.latency.LatencyModel`, a ``LatencyPredictor``, a saved
             predictor path, or ``"flops"`` for the FLOPs-driven baseline).
@@ -143,6 +188,9 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         on_iteration: Callback with each trajectory record.
         command: The command line that ran the search, recorded in the report (default: one
             reconstructed from the arguments).
+        snapshots: Measured speedups at which to save the network on the way (e.g.
+            ``(1.5, 1.8, 2.0, 2.5)``) under ``out_dir/snapshots/s1p5x`` etc.; needs ``measure``.
+            Default: none (the search measures only after its schedule).
         **preset_overrides: Preset fields to override (``iterations=``, ``candidate_steps=``, ...).
 
     Returns:
@@ -166,6 +214,12 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         raise bad_value("--speedup", "a target above 1, e.g. 1.8", speedup)
     if latency_ms is not None and not latency_ms > 0:
         raise bad_value("--latency-ms", "a positive latency in ms", latency_ms)
+    if latency_ms is not None and not measure and isinstance(predictor, str) and predictor.lower() in ("flops", "macs"):
+        raise bad_value("--latency-ms", "a latency target with a latency predictor or with measurement (the FLOPs "
+                        "proxy predicts no milliseconds: use --speedup, or measure)", latency_ms)
+    if snapshots and not measure:
+        raise bad_value("snapshots", "no snapshots without measurement (they are taken at measured speedups)",
+                        list(snapshots))
     pre = get_preset(preset, **preset_overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,8 +232,15 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
     measure_fn = protocol_measure(plat, rounds=pre.rounds, input_shape=entry.input_shape, busy=busy) if measure else None
     timings["load_s"] = time.perf_counter() - t0
 
-    t_final = speedup
-    if latency_ms is not None:
+    # the user's target identifies the run; T_final of a --latency-ms run comes from a noisy measurement
+    # and is taken from the checkpoint when one with this signature exists
+    signature = {"model": entry.name, "weights": _file_hash(weights), "channels": str(channels),
+                 "platform": plat.key, "speedup": None if speedup is None else round(float(speedup), 6),
+                 "latency_ms": None if latency_ms is None else round(float(latency_ms), 6),
+                 "preset": pre.to_dict(), "mode": mode, "importance": str(importance), "seed": int(seed),
+                 "measure": bool(measure)}
+    t_final = speedup if speedup is not None else _saved_t_final(out / "checkpoint", signature)
+    if t_final is None:
         from compactnet.extract import network_spec_from_torch
         from compactnet.search.latency import as_latency_model
 
@@ -195,11 +256,13 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         if t_final <= 1:
             raise bad_value("--latency-ms", f"below the original's latency ({ref:.3f} ms)", latency_ms)
 
-    signature = {"model": entry.name, "weights": _file_hash(weights), "channels": str(channels),
-                 "platform": plat.key, "speedup": round(float(t_final), 6), "preset": pre.to_dict(), "mode": mode,
-                 "importance": str(importance), "seed": int(seed), "measure": bool(measure)}
     teacher = original if pre.distill else None
     holder: list = []
+    snaps = None
+    if snapshots:
+        from compactnet.search.snapshots import Snapshots
+
+        snaps = Snapshots(snapshots, out / "snapshots", entry.name)
 
     def each_iteration(record: dict) -> None:  # trajectory.json is kept current for long runs
         if holder:
@@ -210,9 +273,10 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
     search = ProgressiveSearch(model, latency, ds.train, ds.val, t_final, pre, mode=mode, importance=importance,
                                checkpoint_dir=out / "checkpoint", n_jobs=n_jobs, seed=seed, measure=measure_fn,
                                teacher=teacher, progress=progress, on_iteration=each_iteration, signature=signature,
-                               input_shape=entry.input_shape)
+                               input_shape=entry.input_shape, snapshots=snaps)
     holder.append(search)
     search.try_resume()
+    t_final = search.state.t_final          # the checkpoint's when resumed
     val_sub = search.val_subset
     original_val_sub = evaluate(original, val_sub)
     original_widths = {g.name: g.width for g in search.groups}
@@ -223,6 +287,7 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
     t1 = time.perf_counter()
     if retrain and pre.final_epochs != 0:
         recipe = get_recipe(pre.final_recipe, epochs=pre.final_epochs)
+        _retrain_folder_for(out / "retrain", search.state)
         train(model, ds.train, ds.val, recipe, out_dir=out / "retrain", seed=seed, teacher=teacher,
               max_steps=pre.final_max_steps, progress=progress)
     timings["final_retrain_s"] = time.perf_counter() - t1
@@ -280,7 +345,8 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         "target_speedup": float(t_final), "target_latency_ms": latency_ms,
         "schedule": {"t_init": state.t_init, "iterations": state.iterations, "decay": state.decay,
                      "deltas_ms": state.deltas, "extra_iterations": state.extra_done},
-        "stop_reason": state.stop_reason,
+        "stop_reason": state.stop_reason, "phase": state.phase,
+        "snapshots": state.snapshots,
         "predicted": {"original_ms": pred0, "trimmed_ms": pred1, "speedup": pred0 / pred1 if pred1 > 0 else None},
         "measured": measured, "measurements": state.measurements,
         "measured_platform": (measured or {}).get("detail", {}).get("platform"),

@@ -59,3 +59,48 @@ def test_the_compactnet_predictor_is_recalibrated_on_whole_networks_without_touc
     # the batched fast path agrees with building the specs
     cfg = {"features.17.conv.2.0": 300, "features.14.conv.2.0": 150}
     assert predict_configs(m, s0, [cfg])[0] == pytest.approx(m.predict_many([s0.with_channels(cfg)])[0], rel=1e-6)
+
+
+class _Calibratable:
+    """Records the mode it is calibrated with (an affine fit is what near-collinear points break)."""
+
+    def __init__(self):
+        self.modes = []
+
+    def predict_many(self, specs):
+        return np.array([s.macs / 1e6 for s in specs])
+
+    def calibrate(self, networks, measured_ms, mode="auto"):
+        self.modes.append((len(networks), mode))
+
+
+def test_calibration_is_scale_only_unless_the_measurements_span_a_wide_range():
+    m = as_latency_model(_Calibratable())
+    assert isinstance(m, Calibrating)
+    base, s1, s2 = spec_for("mobilenetv2"), spec_for("mobilenetv2", TABLE2), spec_for("mobilenetv2", [16] * 18)
+    # the search's pattern: the original and the trimmed network at each recalibration, close together
+    for spec, ms in ((base, 1.00), (s1, 0.80), (base, 1.02), (s1, 0.79)):
+        m.recalibrate(spec, ms)
+    assert [mode for _n, mode in m.base.modes] == ["scale"] * 4      # 1.02 / 0.79 < 1.5: never affine
+    m.recalibrate(s2, 0.40)                                          # three networks over 2.5x
+    assert m.base.modes[-1] == (5, "auto") and m.mode == "auto"
+    with pytest.raises(ConfigError, match="affine_span"):
+        Calibrating(_Calibratable(), affine_span=0.5)
+
+
+def test_a_real_predictor_recalibrated_on_close_points_keeps_a_sane_scale():
+    from compactnet.predictors import LatencyPredictor
+    from compactnet.predictors.synthetic import measure_synthetic, random_layers, synthetic_platforms
+
+    plat, costs = synthetic_platforms()["synthetic-a-fp32-t1"]
+    lp = LatencyPredictor().fit(measure_synthetic(random_layers(150, 0, ("conv", "dwconv", "linear", "gap", "add")),
+                                                  plat, costs), plat)
+    m = as_latency_model(lp)
+    s0, s1 = spec_for("mobilenetv2"), spec_for("mobilenetv2", TABLE2)
+    raw0, raw1 = lp.predict_many([s0, s1])
+    # noisy measurements 2x the raw prediction, inverted between the two networks' ratio
+    for spec, ms in ((s0, 2 * raw0), (s1, 2 * raw1 * 1.03), (s0, 2 * raw0 * 0.98), (s1, 2 * raw1)):
+        m.recalibrate(spec, ms)
+    assert m.base.calibration_["mode"] == "scale"
+    p0, p1 = m.predict_many([s0, s1])
+    assert p0 == pytest.approx(2 * raw0, rel=0.1) and p1 == pytest.approx(2 * raw1, rel=0.1)

@@ -146,14 +146,117 @@ def test_a_missed_measured_target_recalibrates_and_continues(tiny_data, tiny_pre
     assert state.phase == "done"
 
 
-def test_a_refused_measurement_stops_on_the_prediction(tiny_data, tiny_preset, aligned_latency):
+def test_a_refused_measurement_stops_on_the_prediction_and_a_rerun_measures(tmp_path, tiny_data, tiny_preset):
     def busy(original, trimmed, target):
         raise MeasurementError("the machine is busy")
 
-    s = _search(tiny_data, tiny_preset, aligned_latency, measure=busy)
+    s = _search(tiny_data, tiny_preset, MacsLatencyModel(align=4), measure=busy, checkpoint_dir=tmp_path)
     state = s.run()
-    assert state.phase == "done" and state.measurements[-1]["refused"]
-    assert len(state.trajectory) == tiny_preset.iterations
+    assert state.stop_reason == "measurement refused (the machine is busy); stopped on the predicted latency"
+    assert state.measurements[-1]["refused"] == "the machine is busy"
+    assert len(state.trajectory) == tiny_preset.iterations and not state.recalibrations
+    assert state.phase == "measure"          # not "done": the checkpoint says a measurement is owed
+    # a rerun on a quiet machine measures and carries on from the checkpoint
+    truth = MacsLatencyModel(align=4)
+    again = _search(tiny_data, tiny_preset, MacsLatencyModel(align=4), measure=_device(truth, []),
+                    checkpoint_dir=tmp_path)
+    assert again.try_resume() and again.state.phase == "measure"
+    state = again.run()
+    assert state.phase == "done" and "refused" not in state.stop_reason
+    assert [("refused" in m) for m in state.measurements] == [True] + [False] * (len(state.measurements) - 1)
+
+
+def test_a_measurement_flagged_busy_is_recorded_and_never_recalibrates(tmp_path, tiny_data, tiny_preset):
+    truth = MacsLatencyModel(ms_per_mmac=0.02, overhead_ms=0.1)     # would miss the target: recalibrate
+    honest = _device(truth, [])
+
+    def flagged(original, trimmed, target):
+        m = honest(original, trimmed, target)
+        return Measured(m.original_ms, m.trimmed_ms, m.speedup, m.low, m.high, False, {"busy": True}, busy=True)
+
+    predictor = MacsLatencyModel(ms_per_mmac=0.01)
+    s = _search(tiny_data, tiny_preset, predictor, model=_model("resnet20", TINY_RESNET), mode="extended",
+                measure=flagged, checkpoint_dir=tmp_path)
+    state = s.run()
+    assert state.stop_reason.startswith("measurement flagged") and "stopped on the predicted latency" in state.stop_reason
+    assert len(state.measurements) == 1 and state.measurements[0]["busy"] is True
+    assert not state.recalibrations and state.extra_done == 0 and predictor.scale == 1.0
+    assert all(r["phase"] == "schedule" for r in state.trajectory)
+    assert state.phase == "measure"
+
+
+def test_resume_refuses_a_checkpoint_made_with_another_predictor(tmp_path, tiny_data, tiny_preset):
+    from compactnet.errors import ConfigError
+
+    _search(tiny_data, tiny_preset, MacsLatencyModel(align=4), checkpoint_dir=tmp_path).run()
+    other = _search(tiny_data, tiny_preset, MacsLatencyModel(ms_per_mmac=0.02, align=4), checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigError, match="another latency predictor"):
+        other.try_resume()
+    same = _search(tiny_data, tiny_preset, MacsLatencyModel(align=4), checkpoint_dir=tmp_path)
+    assert same.try_resume()
+
+
+def test_a_kill_inside_the_measurement_of_the_extra_phase_resumes_to_the_same_search(tmp_path, tiny_data,
+                                                                                      tiny_preset):
+    truth = MacsLatencyModel(ms_per_mmac=0.02, overhead_ms=0.1)
+
+    def run(ckpt, measure, resume=False):
+        s = _search(tiny_data, tiny_preset, MacsLatencyModel(ms_per_mmac=0.01), model=_model("resnet20", TINY_RESNET),
+                    mode="extended", measure=measure, checkpoint_dir=ckpt)
+        if resume:
+            assert s.try_resume()
+        return s, s.run()
+
+    full, ref = run(tmp_path / "a", _device(truth, []))
+    assert ref.extra_done >= 1, "the set-up must reach the extra phase"
+
+    class Killed(Exception):
+        pass
+
+    calls = []
+    honest = _device(truth, [])
+
+    def dies_on_second(original, trimmed, target):
+        calls.append(1)
+        if len(calls) == 2:              # the measurement after the first extra iteration
+            raise Killed
+        return honest(original, trimmed, target)
+
+    with pytest.raises(Killed):
+        run(tmp_path / "b", dies_on_second)
+    again, state = run(tmp_path / "b", _device(truth, []), resume=True)
+    assert _strip(state.trajectory) == _strip(ref.trajectory)
+    assert state.extra_done == ref.extra_done and state.stop_reason == ref.stop_reason
+    strip_m = [{k: v for k, v in m.items() if k != "detail"} for m in state.measurements]
+    assert strip_m == [{k: v for k, v in m.items() if k != "detail"} for m in ref.measurements]
+    assert state.recalibrations == ref.recalibrations
+    a, b = full.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_snapshots_are_saved_when_the_measured_lower_bound_crosses_a_threshold(tmp_path, tiny_data, tiny_preset):
+    import json
+
+    from compactnet.models import load_weights
+    from compactnet.search.snapshots import Snapshots, snapshot_tag
+
+    assert (snapshot_tag(1.5), snapshot_tag(2.0), snapshot_tag(1.8)) == ("s1p5x", "s2x", "s1p8x")
+    truth = MacsLatencyModel(align=4)
+    snaps = Snapshots((1.02, 1.05, 9.0), tmp_path / "snapshots", "mobilenetv2")
+    s = _search(tiny_data, tiny_preset, MacsLatencyModel(align=4), measure=_device(truth, []), snapshots=snaps)
+    state = s.run()
+    crossed = [d["threshold"] for d in state.snapshots]
+    assert crossed and 9.0 not in crossed and not (tmp_path / "snapshots" / "s9x").exists()
+    for d in state.snapshots:
+        folder = tmp_path / "snapshots" / snapshot_tag(d["threshold"])
+        rec = json.loads((folder / "measured.json").read_text())
+        assert rec["measured"]["low"] >= d["threshold"] and rec["iteration"] == d["iteration"]
+        net = load_weights(create_model("mobilenetv2", channels=folder / "channels.json"), folder / "weights.safetensors")
+        assert (folder / "model.onnx").stat().st_size > 0 and net is not None
+    # without snapshots nothing is measured before the schedule ends (the default is unchanged)
+    plain = _search(tiny_data, tiny_preset, MacsLatencyModel(align=4), measure=_device(truth, [])).run()
+    assert [m["iteration"] for m in plain.measurements][0] == tiny_preset.iterations
+    assert not plain.snapshots
 
 
 @pytest.mark.slow

@@ -67,3 +67,68 @@ def test_optimize_stops_on_a_protocol_measurement(tmp_path, tiny_data):
     assert m is not None and m["low"] <= m["speedup"] <= m["high"]
     assert res.report["measurements"] and res.measured_speedup[0] == m["speedup"]
     assert m["reached"] == (m["low"] >= 1.2)
+
+
+class _FakeProtocol:
+    """compactnet.measure.compare stand-in: latency from the ONNX size, a noise factor that drifts per call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def compare(self, models, platform, names=None, rounds=7, busy="refuse", **kw):
+        from types import SimpleNamespace
+
+        self.calls.append(len(models))
+        noise = 1.0 + 0.07 * len(self.calls)            # every measurement of the original differs
+        lat = [len(m) / 1e5 * noise for m in models]
+        sp = [(1.0, 1.0, 1.0)] + [(lat[0] / v, 0.99 * lat[0] / v, 1.01 * lat[0] / v) for v in lat[1:]]
+        return SimpleNamespace(latencies=[SimpleNamespace(median_ms=v) for v in lat], speedups=sp, busy=False,
+                               to_dict=lambda: {"busy": False})
+
+    @staticmethod
+    def reached(comp, index, target):
+        return comp.speedups[index][1] >= target
+
+
+def test_a_killed_latency_targeted_search_resumes(tmp_path, tiny_data, monkeypatch):
+    from compactnet import measure as protocol
+
+    fake = _FakeProtocol()
+    monkeypatch.setattr(protocol, "compare", fake.compare)
+    monkeypatch.setattr(protocol, "reached", fake.reached)
+    torch.manual_seed(0)
+    save_weights(create_model("mobilenetv2", TINY_MNV2), tmp_path / "base.safetensors")
+    out = tmp_path / "out"
+
+    class Killed(Exception):
+        pass
+
+    def kill(rec):
+        if rec["iteration"] == 1:
+            raise Killed
+
+    ref_ms = len(__import__("compactnet.export", fromlist=["export_onnx"]).export_onnx(
+        create_model("mobilenetv2", TINY_MNV2)).onnx_bytes) / 1e5
+    args = dict(latency_ms=ref_ms / 1.2, predictor=MacsLatencyModel(align=4), preset="quick", out_dir=out,
+                data=tiny_data, channels=TINY_MNV2, measure=True, progress=False, retrain=False, **SMALL)
+    with pytest.raises(Killed):
+        optimize("mobilenetv2", tmp_path / "base.safetensors", "ort-cpu-fp32-t1", on_iteration=kill, **args)
+    saved = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert saved["iteration"] == 1 and fake.calls == [1]          # one reference measurement so far
+    args["predictor"] = MacsLatencyModel(align=4)
+    res = optimize("mobilenetv2", tmp_path / "base.safetensors", "ort-cpu-fp32-t1", **args)
+    # resumed (not refused, not restarted): no new reference measurement, the saved T_final throughout
+    assert fake.calls[0] == 1 and 1 not in fake.calls[1:]
+    assert res.report["target_speedup"] == pytest.approx(saved["t_final"])
+    assert res.report["target_latency_ms"] == pytest.approx(ref_ms / 1.2)
+    assert [r["iteration"] for r in res.trajectory][:2] == [1, 2]
+    assert res.report["measured"] is not None
+
+
+def test_latency_targets_need_milliseconds(tmp_path, tiny_data):
+    with pytest.raises(ConfigError, match="--latency-ms.*FLOPs proxy"):
+        optimize("mobilenetv2", None, "ort-cpu-fp32-t1", latency_ms=0.5, predictor="flops", measure=False,
+                 out_dir=tmp_path, data=tiny_data)
+    with pytest.raises(ConfigError, match="snapshots"):
+        optimize("mobilenetv2", None, "ort-cpu-fp32-t1", speedup=1.5, predictor="flops", measure=False,
+                 snapshots=(1.5,), out_dir=tmp_path, data=tiny_data)
