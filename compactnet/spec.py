@@ -418,6 +418,9 @@ class Measurement:
         when: ISO-8601 UTC time of the measurement.
         load: Load average (1 min) beyond our own process when it was taken.
         context: How it was measured (``rotation``, ``isolated``, ...).
+        overhead_ms: Per-call overhead of the runtime measured alongside (median of the empty
+            model's figure, milliseconds) and subtracted from ``latency``; NaN when unknown
+            (records written before the field existed).
     """
 
     layer: LayerSpec
@@ -426,16 +429,24 @@ class Measurement:
     when: str
     load: float = 0.0
     context: str = "rotation"
+    overhead_ms: float = math.nan
+
+    def __post_init__(self) -> None:
+        oh = math.nan if self.overhead_ms is None else float(self.overhead_ms)
+        # keep the one NaN object so that records compare equal after a JSON round trip
+        object.__setattr__(self, "overhead_ms", math.nan if math.isnan(oh) else oh)
 
     def to_dict(self) -> dict:
-        """JSON-ready form."""
+        """JSON-ready form (an unknown overhead written as null)."""
         return {"layer": self.layer.to_dict(), "platform": self.platform.to_dict(),
                 "latency": self.latency.to_dict(), "when": self.when, "load": self.load,
-                "context": self.context}
+                "context": self.context,
+                "overhead_ms": None if math.isnan(self.overhead_ms) else self.overhead_ms}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Measurement":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; records without ``overhead_ms`` read it as NaN."""
+        oh = d.get("overhead_ms")
         return cls(LayerSpec.from_dict(d["layer"]), Platform.from_dict(d["platform"]),
                    Latency.from_dict(d["latency"]), d["when"], float(d.get("load", 0.0)),
-                   d.get("context", "rotation"))
+                   d.get("context", "rotation"), math.nan if oh is None else float(oh))

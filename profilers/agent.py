@@ -49,7 +49,7 @@ import onnx
 from compactnet.errors import CompactNetError, ConfigError, MeasurementError, bad_value
 from compactnet.spec import Latency, LayerSpec, Platform
 
-from compactnet.profilers.base import Profiler, Protocol, rotation_protocol, run_timing_job
+from compactnet.profilers.base import Profiler, Protocol, rotation_protocol, run_timing_job, timing_result
 from compactnet.profilers.layers import layer_onnx, network_onnx
 from compactnet.profilers.timing import JobTimeout
 
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 API = "/v1"
 DEFAULT_PORT = 8765
 MAX_WAIT_S = 30.0
+#: Most model calls one job may ask for: (warm-up + rounds x runs) x models (more: 400).
+MAX_JOB_CALLS = 2_000_000
 
 
 class AgentError(MeasurementError):
@@ -108,6 +110,7 @@ class Agent:
         self._queue: queue.Queue = queue.Queue(maxsize=int(max_queue))
         self._jobs: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self._runners: dict[str, Any] = {}
+        self._runners_lock = threading.Lock()  # HTTP threads (validation) and the worker share the cache
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self.runs = 0  # jobs executed (for tests: a retried job runs once)
@@ -173,9 +176,11 @@ class Agent:
             del self._jobs[k]
 
     def _runner(self, key: str) -> Any:
-        if key not in self._runners:
-            self._runners[key] = self.runner_factory(key)
-        return self._runners[key]
+        with self._runners_lock:  # one runner per key even when two requests ask at once
+            runner = self._runners.get(key)
+            if runner is None:
+                runner = self._runners[key] = self.runner_factory(key)
+            return runner
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -351,11 +356,16 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             Platform.parse(platform)
             protocol = Protocol.from_dict(d.get("protocol"))
-        except (ConfigError, TypeError) as exc:
-            raise _BadRequest(400, "bad_request", str(exc)) from None
+        except (ConfigError, TypeError, ValueError) as exc:  # a malformed value is the client's error, never a crash
+            raise _BadRequest(400, "bad_request", f"bad protocol or platform: {exc}") from None
         raw = d.get("models")
         if not isinstance(raw, list) or not raw:
             raise _BadRequest(400, "bad_request", "models must be a non-empty list of base64-encoded ONNX models")
+        calls = protocol.calls_per_model * (len(raw) + 1)  # + the empty model timed alongside
+        if calls > MAX_JOB_CALLS:
+            raise _BadRequest(400, "too_many_calls",
+                              f"the job asks for {calls:,} model calls ((warmup + rounds x runs) x models); this "
+                              f"agent runs at most {MAX_JOB_CALLS:,} per job: send fewer models or rounds/runs")
         models = []
         for i, m in enumerate(raw):
             try:
@@ -366,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
             models.append(data)
         try:
             self.server.agent._runner(platform)
-        except CompactNetError as exc:
+        except (CompactNetError, ValueError, TypeError) as exc:
             raise _BadRequest(400, "bad_platform", f"this device cannot run {platform}: {exc}") from None
         return job_id, platform, models, protocol
 
@@ -576,31 +586,39 @@ class RemoteProfiler(Profiler):
         weight_seed: Seed of the layers' random weights.
         client: An :class:`AgentClient` (built from url/token otherwise).
 
+    The agent's ``/v1/info`` lists its runtimes and providers (by their default key); the precision
+    and threads of ``platform`` need not be listed (``ort-cpu-fp16-t2`` is accepted when the agent
+    lists ``ort-cpu-fp32-t1``): the agent validates the full key when it gets the first job.
+
     Raises:
-        ConfigError: The agent does not list the platform.
+        ConfigError: The agent lists no platform of that runtime and provider.
         AgentError: The agent cannot be reached.
     """
 
     def __init__(self, url: str, platform: str | Platform, token: str | None = None, protocol: Protocol | None = None,
                  weight_seed: int = 0, client: AgentClient | None = None):
         self.client = client or AgentClient(url, token)
-        key = platform.key if isinstance(platform, Platform) else Platform.parse(platform, hardware="").key
+        want = platform if isinstance(platform, Platform) else Platform.parse(platform, hardware="")
         listed = [Platform.from_dict(p) for p in self.client.info()["platforms"]]
-        match = [p for p in listed if p.key == key]
+        exact = [p for p in listed if p.key == want.key]
+        match = exact or [p for p in listed if (p.runtime, p.provider) == (want.runtime, want.provider)]
         if not match and listed:
-            raise bad_value("--platform", "one the agent lists: " + ", ".join(p.key for p in listed), key)
-        plat = match[0] if match else Platform.parse(key, hardware="")
+            raise bad_value("--platform", "a runtime and provider the agent lists: " + ", ".join(p.key for p in listed),
+                            want.key)
+        plat = Platform(want.runtime, want.provider, want.precision, want.threads,
+                        match[0].hardware if match else "", match[0].runtime_version if match else "")
         super().__init__(plat, protocol)
         self.weight_seed = weight_seed
 
-    def _run(self, models: list[bytes], protocol: Protocol) -> tuple[list[Latency], float]:
+    def _run(self, models: list[bytes], protocol: Protocol) -> tuple[list[Latency], float, float]:
         res = self.client.run(models, self.platform.key, protocol)
         self.platform = Platform.from_dict(res["platform"])  # the device's own hardware id and version
-        return [Latency.from_dict(d) for d in res["latencies"]], float(res["load"])
+        return timing_result(res)
 
-    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float]:
+    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float, float]:
         return self._run([layer_onnx(l, self.weight_seed) for l in layers],
                          rotation_protocol(layers, protocol, self.platform.precision))
 
-    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol) -> tuple[list[Latency], float]:
+    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol
+                      ) -> tuple[list[Latency], float, float]:
         return self._run([network_onnx(n, self.weight_seed) for n in networks], protocol.replace(context="isolated"))

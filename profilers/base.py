@@ -38,11 +38,32 @@ from compactnet.errors import ConfigError, MeasurementError, bad_value
 from compactnet.spec import Latency, LayerSpec, Measurement, Platform, hardware_id
 
 from compactnet.profilers.layers import layer_onnx, network_onnx, overhead_onnx
-from compactnet.profilers.timing import CONTEXTS, DEFAULT_ROTATION_BYTES, cache_filler, time_layers
+from compactnet.profilers.timing import CONTEXTS, DEFAULT_ROTATION_BYTES, JobTimeout, cache_filler, time_layers
 
 log = logging.getLogger(__name__)
 
 BUSY_POLICIES = ("refuse", "flag", "ignore")
+
+#: Smallest layer latency kept after the per-call overhead is subtracted (ms): a layer faster than
+#: the empty model's call would otherwise read 0, which a predictor cannot fit on a log scale.
+MIN_LAYER_MS = 1e-4
+
+_INT_FIELDS = ("rounds", "runs", "warmup", "seed", "rotation_bytes", "retries")
+_FLOAT_FIELDS = ("max_spread", "max_load")
+
+
+def _as_int(name: str, value: Any) -> int:
+    """An integer setting (an integral float is accepted, a string or a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or int(value) != value:
+        raise bad_value(name, "an integer", value)
+    return int(value)
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or math.isnan(value):
+        raise bad_value(name, "a number", value)
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -78,12 +99,26 @@ class Protocol:
     subtract_overhead: bool = True
 
     def __post_init__(self) -> None:
+        for name in _INT_FIELDS:  # a protocol also arrives as JSON from a client: check the types
+            object.__setattr__(self, name, _as_int(name, getattr(self, name)))
+        for name in _FLOAT_FIELDS:
+            object.__setattr__(self, name, _as_float(name, getattr(self, name)))
+        if not isinstance(self.subtract_overhead, (bool, np.bool_)):
+            raise bad_value("subtract_overhead", "true or false", self.subtract_overhead)
         if self.context not in CONTEXTS:
             raise bad_value("context", "one of " + ", ".join(CONTEXTS), self.context)
         if self.busy not in BUSY_POLICIES:
             raise bad_value("busy", "one of " + ", ".join(BUSY_POLICIES), self.busy)
-        if int(self.rounds) < 1 or int(self.runs) < 1:
+        if self.rounds < 1 or self.runs < 1:
             raise bad_value("rounds/runs", "positive integers", (self.rounds, self.runs))
+        if self.warmup < 0 or self.retries < 0 or self.rotation_bytes < 0:
+            raise bad_value("warmup/retries/rotation_bytes", "non-negative integers",
+                            (self.warmup, self.retries, self.rotation_bytes))
+
+    @property
+    def calls_per_model(self) -> int:
+        """Calls of one model a timing job makes (warm-up and timed runs)."""
+        return self.warmup + self.rounds * self.runs
 
     def replace(self, **changes: Any) -> "Protocol":
         """A copy with some fields changed."""
@@ -95,7 +130,9 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "Protocol":
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        """Inverse of :meth:`to_dict`; unknown keys or values of the wrong type are an error naming them."""
+        if d is not None and not isinstance(d, Mapping):
+            raise bad_value("protocol", "a JSON object of protocol settings", type(d).__name__)
         d = dict(d or {})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
@@ -122,13 +159,14 @@ def latency_from_times(times: np.ndarray, overhead_s: np.ndarray | None = None) 
     Args:
         times: Seconds, shaped ``(rounds, runs)``.
         overhead_s: Per-round per-call overhead in seconds, shaped ``(rounds,)``, subtracted from
-            every run of its round (results clipped at 0).
+            every run of its round; results are floored at :data:`MIN_LAYER_MS` (a layer cheaper
+            than the empty model's call stays a small positive figure, not 0).
     """
     from compactnet.measure import summarise
 
     t = np.asarray(times, np.float64)
     if overhead_s is not None:
-        t = np.clip(t - np.asarray(overhead_s, np.float64)[:, None], 0.0, None)
+        t = np.maximum(t - np.asarray(overhead_s, np.float64)[:, None], MIN_LAYER_MS * 1e-3)
     return summarise(t)
 
 
@@ -160,7 +198,8 @@ def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
         runner: A :class:`compactnet.runtimes.Runner` (``platform`` and ``load(model)``).
         models: Serialized ONNX models.
         protocol: Timing protocol.
-        deadline: ``time.monotonic()`` value after which the job stops with ``JobTimeout``.
+        deadline: ``time.monotonic()`` value after which the job stops with ``JobTimeout`` (checked
+            after every model's compile or conversion too, and during timing).
 
     Returns:
         ``{"platform": Platform dict, "latencies": [Latency dicts], "overhead": Latency dict,
@@ -171,9 +210,17 @@ def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
     """
     from compactnet.measure import LoadMonitor
 
+    def check_deadline(what: str) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise JobTimeout(f"the timing job ran past its time limit while {what}")
+
     t_start = time.perf_counter()
-    fns = [runner.load(m) for m in models]
+    fns = []
+    for i, m in enumerate(models):
+        fns.append(runner.load(m))
+        check_deadline(f"compiling model {i + 1} of {len(models)}")
     overhead_fn = runner.load(overhead_onnx())
+    check_deadline("compiling the overhead model")
     filler = cache_filler(protocol.rotation_bytes) if protocol.context != "isolated" else None
     monitor = LoadMonitor().start()
     times = time_layers(fns + [overhead_fn], protocol.context, protocol.rounds, protocol.runs, protocol.warmup,
@@ -202,7 +249,10 @@ class Profiler(abc.ABC):
     """Measures layers on one platform.
 
     Subclasses implement the runner half, :meth:`time_layers` (and :meth:`time_networks`);
-    :meth:`measure` is the parser half shared by all.
+    :meth:`measure` is the parser half shared by all. ``time_layers`` returns ``(latencies, load)``
+    or ``(latencies, load, overhead_ms)``: the per-call overhead (median of the empty model timed
+    in the same loop, ms), recorded in every :class:`~compactnet.spec.Measurement` so a predictor
+    can add it back once per whole network.
 
     Attributes:
         platform: Where layers are measured (with hardware and runtime version).
@@ -218,8 +268,10 @@ class Profiler(abc.ABC):
 
     # ----- runner half ---------------------------------------------------------------------
     @abc.abstractmethod
-    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float]:
-        """Time ``layers`` together (one rotation); return their latencies and the load."""
+    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol
+                    ) -> tuple[list[Latency], float] | tuple[list[Latency], float, float]:
+        """Time ``layers`` together (one rotation); return their latencies, the load and (optionally)
+        the per-call overhead in ms."""
 
     def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol) -> tuple[list[Latency], float]:
         """Time whole chained networks, interleaved (isolated context: a network is called back to back)."""
@@ -250,34 +302,55 @@ class Profiler(abc.ABC):
         layers = list(layers)
         if not layers:
             return []
-        lats, load = self.time_layers(layers, proto)
+        lats, load, overhead = _timed(self.time_layers(layers, proto))
         loads = [load] * len(layers)
+        overheads = [overhead] * len(layers)
         for attempt in range(proto.retries):
             bad = [i for i, l in enumerate(lats) if round_spread(l) > proto.max_spread]
             if not bad:
                 break
             log.info("re-measuring %d layer(s) whose rounds disagree (spread > %.0f%%)", len(bad),
                      100 * proto.max_spread)
-            again, load2 = self.time_layers([layers[i] for i in bad], proto.replace(seed=proto.seed + attempt + 1))
+            again, load2, overhead2 = _timed(self.time_layers([layers[i] for i in bad],
+                                                              proto.replace(seed=proto.seed + attempt + 1)))
             for i, lat in zip(bad, again):
                 if round_spread(lat) < round_spread(lats[i]):
-                    lats[i], loads[i] = lat, load2
+                    lats[i], loads[i], overheads[i] = lat, load2, overhead2
         for layer, lat in zip(layers, lats):
             if round_spread(lat) > proto.max_spread:
                 log.warning("%s on %s: round medians still spread %.0f%% after %d re-measure(s)", layer.name,
                             self.platform.key, 100 * round_spread(lat), proto.retries)
         when = now_iso()
-        return [Measurement(layer, self.platform, lat, when, float(ld), proto.context)
-                for layer, lat, ld in zip(layers, lats, loads)]
+        if not proto.subtract_overhead:  # the figures include the call overhead: nothing to add back
+            overheads = [math.nan] * len(layers)
+        return [Measurement(layer, self.platform, lat, when, float(ld), proto.context, oh)
+                for layer, lat, ld, oh in zip(layers, lats, loads, overheads)]
 
     def measure_networks(self, networks: Sequence[Sequence[LayerSpec]],
                          protocol: Protocol | None = None) -> list[Latency]:
         """Latency of whole networks (each a chain of layers), interleaved, overhead subtracted."""
-        lats, _load = self.time_networks(networks, protocol or self.protocol)
+        lats, _load, _overhead = _timed(self.time_networks(networks, protocol or self.protocol))
         return lats
 
     def close(self) -> None:
         """Release sessions or connections (nothing by default)."""
+
+
+def _timed(result: Sequence[Any]) -> tuple[list[Latency], float, float]:
+    """``(latencies, load, overhead_ms)`` from a runner half's 2- or 3-tuple (NaN: overhead unknown)."""
+    if len(result) == 3:
+        lats, load, overhead = result
+        return list(lats), float(load), math.nan if overhead is None else float(overhead)
+    lats, load = result
+    return list(lats), float(load), math.nan
+
+
+def timing_result(res: Mapping[str, Any]) -> tuple[list[Latency], float, float]:
+    """Latencies, load and overhead (median ms, NaN if absent) of a :func:`run_timing_job` result."""
+    oh = res.get("overhead") or {}
+    overhead = oh.get("median_ms") if isinstance(oh, Mapping) else None
+    return ([Latency.from_dict(d) for d in res["latencies"]], float(res["load"]),
+            math.nan if overhead is None else float(overhead))
 
 
 class RunnerProfiler(Profiler):
@@ -298,15 +371,15 @@ class RunnerProfiler(Profiler):
         self.weight_seed = weight_seed
         super().__init__(runner.platform, protocol)
 
-    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float]:
+    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float, float]:
         models = [layer_onnx(l, self.weight_seed) for l in layers]
-        res = run_timing_job(self.runner, models, rotation_protocol(layers, protocol, self.platform.precision))
-        return [Latency.from_dict(d) for d in res["latencies"]], float(res["load"])
+        return timing_result(run_timing_job(self.runner, models,
+                                            rotation_protocol(layers, protocol, self.platform.precision)))
 
-    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol) -> tuple[list[Latency], float]:
+    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol
+                      ) -> tuple[list[Latency], float, float]:
         models = [network_onnx(n, self.weight_seed) for n in networks]
-        res = run_timing_job(self.runner, models, protocol.replace(context="isolated"))
-        return [Latency.from_dict(d) for d in res["latencies"]], float(res["load"])
+        return timing_result(run_timing_job(self.runner, models, protocol.replace(context="isolated")))
 
 
 # ----- synthetic ------------------------------------------------------------------------------
@@ -364,11 +437,14 @@ class SyntheticProfiler(Profiler):
         protocol: Timing protocol (busy policy ignored: a synthetic platform is never busy).
         platform: Overrides :func:`synthetic_platform`.
         network_bias: Relative amount by which a whole network is slower than the sum of its layers.
+        overhead_ms: Per-call overhead the fake platform reports (recorded in each measurement;
+            layer latencies are, as on a real runtime, already net of it).
     """
 
     def __init__(self, noise: float = 0.0, seed: int = 0, delay_s: float = 0.0, protocol: Protocol | None = None,
-                 platform: Platform | None = None, network_bias: float = 0.0):
+                 platform: Platform | None = None, network_bias: float = 0.0, overhead_ms: float = 0.01):
         super().__init__(platform or synthetic_platform(), protocol)
+        self.overhead_ms = float(overhead_ms)
         self.noise = float(noise)
         self.delay_s = float(delay_s)
         self.network_bias = float(network_bias)
@@ -381,24 +457,25 @@ class SyntheticProfiler(Profiler):
         else:
             rounds = np.full(protocol.rounds, base_ms)
         med = float(np.median(rounds))
-        return Latency(med, float(rounds.min()), float(rounds.max()), protocol.rounds * protocol.runs,
-                       tuple(float(r) for r in rounds))
+        q1, q3 = np.percentile(rounds, [25, 75])  # the protocol's spread: IQR of the round medians
+        return Latency(med, float(q1), float(q3), protocol.rounds * protocol.runs, tuple(float(r) for r in rounds))
 
-    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float]:
+    def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float, float]:
         out = []
         for layer in layers:
             self.calls += 1
             if self.delay_s:
                 time.sleep(self.delay_s)
             out.append(self._latency(synthetic_cost_ms(layer, protocol.context), protocol))
-        return out, 0.0
+        return out, 0.0, self.overhead_ms
 
-    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol) -> tuple[list[Latency], float]:
+    def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol
+                      ) -> tuple[list[Latency], float, float]:
         out = []
         for net in networks:
             base = sum(synthetic_cost_ms(l, "rotation") for l in net) * (1.0 + self.network_bias)
             out.append(self._latency(base, protocol))
-        return out, 0.0
+        return out, 0.0, self.overhead_ms
 
 
 # ----- factory and noise floor ---------------------------------------------------------------

@@ -53,7 +53,7 @@ class ProfileReport:
         covered: Candidates of the sequence covered (measured now + already stored).
         measured: Configurations measured by this run.
         skipped: Candidates already in the store.
-        distinct_in_store: Distinct configurations stored for the platform and context afterwards.
+        distinct_in_store: Distinct configurations stored for the platform, context and hardware afterwards.
         wall_s: Wall time of this run.
         seconds_per_sample: ``wall_s / measured`` (NaN if nothing was measured).
         stopped_by: ``samples``, ``seconds`` or ``exhausted``.
@@ -194,8 +194,8 @@ def profile(platform: Platform | str, strategy: str | SamplingStrategy = "sobol"
                  "full_wall_s_label": f"extrapolated to step 1 from {measured} samples measured at step {strat.step}"}
     report = ProfileReport(plat, strat.name, context, int(seed), None if samples is None else int(samples),
                            None if seconds is None else float(seconds), covered, measured, skipped,
-                           st.count(plat.key, context, distinct=True), wall, sps, stopped, str(st.path), run_id,
-                           dense)
+                           st.count(plat.key, context, distinct=True, hardware=prof.platform.hardware), wall, sps,
+                           stopped, str(st.path), run_id, dense)
     if owned:
         st.close()
     log.info("profiled %s: %d measured, %d already stored, %.1f s", plat.key, measured, skipped, wall)

@@ -7,7 +7,9 @@ killed at any moment (SIGKILL) leaves every committed batch intact and nothing h
 two processes writing at once wait for each other (``busy_timeout``) instead of corrupting the file.
 
 The same configuration may be stored more than once (a repeat is data); :meth:`SampleStore.keys`
-and ``distinct=True`` give the distinct configurations a resumed run skips.
+and ``distinct=True`` give the distinct configurations a resumed run skips. Each record's JSON keeps
+the per-call overhead measured with it (``Measurement.overhead_ms``), which predictors add back once
+per whole network.
 """
 
 from __future__ import annotations
@@ -145,9 +147,10 @@ class SampleStore:
         with self._lock:
             return {r[0] for r in self._conn.execute(f"SELECT DISTINCT layer_key FROM measurements{where}", args)}
 
-    def count(self, platform_key: str | None = None, context: str | None = None, distinct: bool = False) -> int:
-        """Rows (or distinct configurations) stored."""
-        where, args = self._where(platform_key, context, None)
+    def count(self, platform_key: str | None = None, context: str | None = None, distinct: bool = False,
+              hardware: str | None = None) -> int:
+        """Rows (or distinct configurations) stored for a platform/context/hardware (None: any)."""
+        where, args = self._where(platform_key, context, hardware)
         what = "COUNT(DISTINCT layer_key)" if distinct else "COUNT(*)"
         with self._lock:
             return int(self._conn.execute(f"SELECT {what} FROM measurements{where}", args).fetchone()[0])

@@ -103,3 +103,9 @@ def test_latency_and_measurement_round_trip():
     m = Measurement(_net().layers[1], Platform.parse("ort-cpu-fp32-t1", hardware="h"), lat,
                     "2026-01-01T00:00:00Z", load=0.1, context="isolated")
     assert Measurement.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+    assert m.to_dict()["overhead_ms"] is None and math.isnan(m.overhead_ms)  # unknown overhead
+    with_oh = Measurement(m.layer, m.platform, lat, m.when, overhead_ms=0.012)
+    back = Measurement.from_dict(json.loads(json.dumps(with_oh.to_dict())))
+    assert back == with_oh and back.overhead_ms == 0.012
+    old = {k: v for k, v in with_oh.to_dict().items() if k != "overhead_ms"}  # a record from before the field
+    assert math.isnan(Measurement.from_dict(old).overhead_ms)

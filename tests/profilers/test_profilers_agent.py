@@ -254,3 +254,74 @@ def test_jobs_never_overlap(agent_server):
     for t in threads:
         t.join(timeout=30)
     assert len(out) == 4 and peak[0] == 1 and agent.runs == 4
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url + "/v1/jobs", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_bad_protocol_values_and_huge_jobs_are_a_400_not_a_dropped_connection(agent_server):
+    srv = agent_server()
+    model = base64.b64encode(layer_onnx(SMALL)).decode()
+    job = {"job_id": "j1", "platform": SYN, "models": [model]}
+    for proto in ({"rounds": "x"}, {"runs": None}, ["rounds"], {"max_load": {}}):
+        status, body = _post(srv.url, {**job, "protocol": proto})
+        assert status == 400 and body["kind"] == "bad_request", (proto, body)
+    status, body = _post(srv.url, {**job, "protocol": {"rounds": 1000, "runs": 1000}})
+    assert status == 400 and body["kind"] == "too_many_calls" and "2,000,000" in body["error"]
+    assert srv.agent.runs == 0
+    assert AgentClient(srv.url).run([layer_onnx(SMALL)], SYN, FAST)["latencies"]  # still serving
+
+
+def test_deadline_covers_compilation(agent_server):
+    class _SlowCompile(_SlowRunner):
+        def load(self, model):
+            time.sleep(0.2)
+            return super().load(model)
+
+    made = []
+    agent = Agent(lambda key: made.append(_SlowCompile(key, sleep_s=0.0)) or made[-1], job_timeout_s=0.3,
+                  platforms=[Platform.parse(SYN)])
+    srv = agent_server(agent=agent)
+    with pytest.raises(AgentError) as err:
+        AgentClient(srv.url).run([layer_onnx(SMALL)] * 6, SYN, Protocol(rounds=7, runs=1, warmup=0, busy="ignore"))
+    assert err.value.kind == "timeout"
+    assert made[-1].loads < 6  # stopped after the compile that crossed the limit, not after all of them
+
+
+def test_runner_cache_builds_one_runner_per_key_under_concurrency():
+    built = []
+
+    def factory(key):
+        time.sleep(0.05)
+        built.append(key)
+        return _SlowRunner(key)
+
+    agent = Agent(factory, platforms=[Platform.parse(SYN)])
+    try:
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(agent._runner(SYN))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        assert built == [SYN] and len(got) == 8 and all(r is got[0] for r in got)
+    finally:
+        agent.close()
+
+
+def test_remote_profiler_accepts_other_threads_and_precisions_of_a_listed_runtime(agent_server):
+    srv = agent_server()
+    prof = RemoteProfiler(srv.url, "synthetic-cpu-fp32-t2", protocol=FAST)
+    assert prof.platform.key == "synthetic-cpu-fp32-t2" and prof.platform.hardware == "synthetic"
+    m = prof.measure([SMALL])[0]
+    assert m.platform.key == "synthetic-cpu-fp32-t2" and m.latency.median_ms > 0
+    assert m.overhead_ms > 0  # the agent's overhead figure reaches the measurement
+    with pytest.raises(ConfigError, match="runtime and provider"):
+        RemoteProfiler(srv.url, "ort-cpu-fp32-t2", protocol=FAST)

@@ -33,10 +33,31 @@ def test_runner_profiler_subtracts_the_overhead_model():
         assert m.context == "rotation"
         assert len(m.latency.rounds) == 3 and m.latency.runs == 12
         assert m.platform.runtime == "synthetic" and m.platform.hardware
+        assert m.overhead_ms == pytest.approx(overhead * 1e3, abs=2e-6)  # measured, recorded, not lost
     iso = prof.measure([DW64], context="isolated")[0]
     assert iso.context == "isolated"
     raw = RunnerProfiler(runner, FAST.replace(subtract_overhead=False)).measure([DW64])[0]
     assert raw.latency.median_ms == pytest.approx(runner.expected_s(layer_onnx(DW64)) * 1e3, abs=2e-6)
+    assert math.isnan(raw.overhead_ms)  # nothing was subtracted, so nothing is to be added back
+
+
+def test_a_layer_cheaper_than_the_overhead_is_floored_not_zero():
+    from compactnet.profilers.base import MIN_LAYER_MS, latency_from_times
+    times = np.full((3, 4), 5e-6)
+    lat = latency_from_times(times, overhead_s=np.full(3, 8e-6))
+    assert lat.median_ms == pytest.approx(MIN_LAYER_MS) and lat.median_ms > 0
+    assert latency_from_times(times, overhead_s=np.full(3, 1e-6)).median_ms == pytest.approx(4e-3)
+
+
+def test_protocol_rejects_values_of_the_wrong_type():
+    for bad in ({"rounds": "x"}, {"runs": 2.5}, {"max_load": "high"}, {"subtract_overhead": "yes"},
+                {"warmup": -1}, {"rounds": True}):
+        with pytest.raises(ConfigError, match=next(iter(bad)).split("_")[0]):
+            Protocol.from_dict(bad)
+    with pytest.raises(ConfigError, match="protocol"):
+        Protocol.from_dict(["rounds", 7])
+    p = Protocol.from_dict({"rounds": 7.0, "runs": 3})
+    assert p.rounds == 7 and isinstance(p.rounds, int) and p.calls_per_model == p.warmup + 21
 
 
 class _Flaky(Profiler):
@@ -77,6 +98,14 @@ def test_protocol_validation_names_the_parameter():
     with pytest.raises(ConfigError, match="protocol"):
         Protocol.from_dict({"roundz": 3})
     assert Protocol.from_dict(FAST.to_dict()) == FAST
+
+
+def test_synthetic_spread_is_the_protocols_interquartile_range():
+    lat = SyntheticProfiler(noise=0.2, seed=1).measure([DW64], protocol=Protocol(rounds=9, runs=2, retries=0))[0]
+    r = np.asarray(lat.latency.rounds)
+    assert lat.latency.low_ms == pytest.approx(np.percentile(r, 25))
+    assert lat.latency.high_ms == pytest.approx(np.percentile(r, 75))
+    assert r.min() < lat.latency.low_ms and lat.latency.high_ms < r.max()
 
 
 def test_synthetic_punishes_unaligned_channels_and_is_seeded():

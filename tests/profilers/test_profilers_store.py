@@ -31,6 +31,7 @@ def test_round_trip_keys_and_distinct(tmp_path):
         assert st.keys(plat.key, "isolated") == set()
         back = st.measurements(plat.key, distinct=True)
         assert back == ms
+        assert back[0].overhead_ms == pytest.approx(0.01)  # the per-call overhead is kept with each record
         assert st.platforms()[0]["distinct"] == 10
         journal = st._conn.execute("PRAGMA journal_mode").fetchone()[0]
         assert journal == "wal"
@@ -85,3 +86,15 @@ def test_two_processes_writing_at_once(tmp_path):
         assert st._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         runs = st._conn.execute("SELECT run_id, COUNT(*) FROM measurements GROUP BY run_id").fetchall()
         assert sorted(runs) == [("1", 120), ("2", 120)]
+
+
+def test_count_respects_hardware(tmp_path):
+    from dataclasses import replace
+    ms = _measure(6)
+    other = [replace(m, platform=replace(m.platform, hardware="another-cpu")) for m in _measure(4, seed=1)]
+    with SampleStore(tmp_path / "s.sqlite") as st:
+        st.add(ms + other)
+        key = ms[0].platform.key
+        assert st.count(key, distinct=True) == len({layer_key(m.layer) for m in ms + other})
+        assert st.count(key, "rotation", distinct=True, hardware=ms[0].platform.hardware) == 6
+        assert st.count(key, hardware="another-cpu") == 4
