@@ -28,8 +28,11 @@ objective (``interval="quantile"``, XGBoost's ``reg:quantileerror``) learns the 
 crowded one; a bootstrap ensemble disagrees exactly where data are sparse. Its spread is turned
 into an interval with a calibrated multiplier: the out-of-bag residuals of the training set,
 divided by the ensemble spread at those points, give the ``coverage`` quantile (a normalised
-split-conformal interval), so the interval covers noise as well. The point prediction is the
-full-data booster; members only serve intervals, so ``predict`` costs one booster call.
+split-conformal interval), so the interval covers noise as well. Each member is a full refit on
+its bootstrap draw, linear base included: its base is fitted on its in-bag rows only, and its
+out-of-bag predictions use that base, so no out-of-bag row has shaped the prediction it is scored
+on. The point prediction is the full-data booster; members only serve intervals, so ``predict``
+costs one booster call.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ class GBDTLatencyRegressor(LatencyEstimatorMixin, RegressorMixin, BaseEstimator)
         base_cols_: Columns of the linear base (FLOPs, bytes), or () without it.
         base_coef_: Coefficients of the linear base on ``log1p`` of those columns.
         base_intercept_: Its intercept.
+        member_bases_: Per bootstrap member, ``(coef, intercept)`` of its own linear base fitted on
+            its in-bag rows (empty without a linear base).
         uses_margin_: The boosters were trained from a base margin (``base_score`` pinned to 0).
         interval_scale_: Calibrated multiplier of the ensemble spread (bootstrap).
         spread_floor_: Floor added to the ensemble spread (bootstrap), log units.
@@ -248,15 +253,17 @@ class GBDTLatencyRegressor(LatencyEstimatorMixin, RegressorMixin, BaseEstimator)
         self.feature_names_ = None if feature_names is None else tuple(feature_names)
         self.n_samples_ = len(y)
         self._fit_base(X, ylog, feature_names)
+        extra = margin
         margin = self._margin(X, margin)
         self.uses_margin_ = margin is not None
         self.model_ = self._xgb(seed, self.uses_margin_).fit(X, ylog, sample_weight=sample_weight, base_margin=margin)
         self.members_ = []
+        self.member_bases_ = []
         self.quantile_model_ = None
         self.interval_scale_ = 0.0
         self.spread_floor_ = 0.0
         if self.interval == "bootstrap":
-            self._fit_bootstrap(X, ylog, sample_weight, margin, seed)
+            self._fit_bootstrap(X, ylog, sample_weight, extra, seed)
         elif self.interval == "quantile":
             a = (1.0 - self.coverage) / 2.0
             self.quantile_model_ = self._xgb(seed, self.uses_margin_, objective="reg:quantileerror",
@@ -264,8 +271,9 @@ class GBDTLatencyRegressor(LatencyEstimatorMixin, RegressorMixin, BaseEstimator)
                 X, ylog, sample_weight=sample_weight, base_margin=_two(margin))
         return self
 
-    def _fit_bootstrap(self, X: np.ndarray, ylog: np.ndarray, w: np.ndarray | None, margin: np.ndarray | None,
+    def _fit_bootstrap(self, X: np.ndarray, ylog: np.ndarray, w: np.ndarray | None, extra: np.ndarray | None,
                        seed: int) -> None:
+        """Members refitted on bootstrap draws; ``extra`` is the caller's margin (transfer), if any."""
         rng = np.random.default_rng(seed)
         n = len(ylog)
         oob_sum = np.zeros(n)
@@ -273,8 +281,16 @@ class GBDTLatencyRegressor(LatencyEstimatorMixin, RegressorMixin, BaseEstimator)
         preds = []
         for b in range(self.n_bootstrap):
             idx = rng.integers(0, n, n)
-            m = self._xgb(seed + 1 + b, margin is not None).fit(X[idx], ylog[idx], sample_weight=None if w is None else w[idx],
-                                           base_margin=None if margin is None else margin[idx])
+            if self.base_cols_:  # the member's own linear base, from its in-bag rows only
+                coef, intercept = _ridge_base(X[idx], ylog[idx], self.base_cols_)
+                self.member_bases_.append((coef, intercept))
+                margin = _base_log(X, self.base_cols_, coef, intercept)
+                margin = margin if extra is None else margin + extra
+            else:
+                margin = extra
+            m = self._xgb(seed + 1 + b, margin is not None).fit(
+                X[idx], ylog[idx], sample_weight=None if w is None else w[idx],
+                base_margin=None if margin is None else margin[idx])
             self.members_.append(m)
             p = _with_margin(m.predict(X), margin)
             preds.append(p)
@@ -303,20 +319,20 @@ class GBDTLatencyRegressor(LatencyEstimatorMixin, RegressorMixin, BaseEstimator)
         cols = tuple(c for c in cols if c < X.shape[1])
         if not cols or len(ylog) < len(cols) + 2:
             return
-        from sklearn.linear_model import Ridge
-
-        A = np.log1p(np.maximum(X[:, cols], 0.0))
-        lin = Ridge(alpha=1e-3).fit(A, ylog)
         self.base_cols_ = cols
-        self.base_coef_ = tuple(float(v) for v in lin.coef_)
-        self.base_intercept_ = float(lin.intercept_)
+        self.base_coef_, self.base_intercept_ = _ridge_base(X, ylog, cols)
 
-    def _margin(self, X: np.ndarray, extra: np.ndarray | None) -> np.ndarray | None:
-        """Total base margin: the linear base (if any) plus a caller's margin (if any)."""
+    def _margin(self, X: np.ndarray, extra: np.ndarray | None, member: int | None = None) -> np.ndarray | None:
+        """Total base margin: the linear base (the full-data one, or bootstrap ``member``'s) plus a
+        caller's margin (if any)."""
         if not self.base_cols_:
             return extra
-        m = np.log1p(np.maximum(X[:, list(self.base_cols_)], 0.0)) @ np.asarray(self.base_coef_) \
-            + self.base_intercept_
+        bases = getattr(self, "member_bases_", None)
+        if member is not None and bases:  # files saved before members had their own base use the full one
+            coef, intercept = bases[member]
+        else:
+            coef, intercept = self.base_coef_, self.base_intercept_
+        m = _base_log(X, self.base_cols_, coef, intercept)
         return m if extra is None else m + extra
 
     def _predict_log(self, X: np.ndarray, base_margin: np.ndarray | None = None) -> np.ndarray:
@@ -334,10 +350,12 @@ class GBDTLatencyRegressor(LatencyEstimatorMixin, RegressorMixin, BaseEstimator)
         return np.exp(self.predict_log(X, base_margin=base_margin))
 
     def predict_members(self, X: Any, base_margin: Any = None) -> np.ndarray:
-        """Log predictions of every bootstrap member, ``(n_bootstrap, n)`` (empty without members)."""
+        """Log predictions of every bootstrap member (each with its own linear base), ``(n_bootstrap, n)``
+        (empty without members)."""
         X = self._features(X)
-        bm = self._margin(X, None if base_margin is None else np.asarray(base_margin, dtype=np.float64))
-        return np.asarray([_with_margin(m.predict(X), bm) for m in self.members_]).reshape(len(self.members_), len(X))
+        extra = None if base_margin is None else np.asarray(base_margin, dtype=np.float64)
+        return np.asarray([_with_margin(m.predict(X), self._margin(X, extra, member=i))
+                           for i, m in enumerate(self.members_)]).reshape(len(self.members_), len(X))
 
     def predict_interval(self, X: Any, base_margin: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """``(low_ms, high_ms)`` with nominal ``coverage``; see the module docstring."""
@@ -354,6 +372,19 @@ class GBDTLatencyRegressor(LatencyEstimatorMixin, RegressorMixin, BaseEstimator)
             q = _with_margin(np.asarray(self.quantile_model_.predict(X)).reshape(len(X), 2), _two(self._margin(X, bm)))
             return np.exp(np.minimum(q.min(axis=1), p)), np.exp(np.maximum(q.max(axis=1), p))
         return np.exp(p), np.exp(p)
+
+
+def _ridge_base(X: np.ndarray, ylog: np.ndarray, cols: Sequence[int]) -> tuple[tuple[float, ...], float]:
+    """``(coef, intercept)`` of the log-log linear base: ridge of log-ms on ``log1p`` of ``X[:, cols]``."""
+    from sklearn.linear_model import Ridge
+
+    lin = Ridge(alpha=1e-3).fit(np.log1p(np.maximum(X[:, list(cols)], 0.0)), ylog)
+    return tuple(float(v) for v in lin.coef_), float(lin.intercept_)
+
+
+def _base_log(X: np.ndarray, cols: Sequence[int], coef: Sequence[float], intercept: float) -> np.ndarray:
+    """The linear base's log-ms at the rows of ``X``."""
+    return np.log1p(np.maximum(X[:, list(cols)], 0.0)) @ np.asarray(coef, dtype=np.float64) + float(intercept)
 
 
 def _with_margin(pred: np.ndarray, margin: np.ndarray | None) -> np.ndarray:

@@ -9,10 +9,18 @@
     pred.predict_configs(spec, configs)     # same, from channel configurations (fastest)
 
 A network's latency is ``scale * sum(layer latencies) + offset``. Without calibration
-``scale = 1`` and ``offset = overhead_ms`` (the one per-call overhead the profilers subtract from
-every layer and a whole network pays once). :meth:`LatencyPredictor.calibrate` fits scale and
-offset on a few whole networks measured for real: layer sums do not simply add up on a CPU
-(DESIGN's facts: cache state moves the sum by up to ±40%).
+``scale = 1`` and ``offset = overhead_ms_``: the one per-call overhead the profilers subtract from
+every layer and a whole network pays once, learned from the samples (each
+:class:`~compactnet.spec.Measurement` records the overhead measured with it) unless given.
+:meth:`LatencyPredictor.calibrate` fits scale and offset on a few whole networks measured for
+real: layer sums do not simply add up on a CPU (DESIGN's facts: cache state moves the sum by up to
+±40%).
+
+Granularity: a predictor fitted on the paper's MobileNetV2 units (``block`` samples, no
+``dwconv``) converts an op-level MobileNetV2 spec to those units itself (:func:`network_layers`)
+in :meth:`~LatencyPredictor.predict`, :meth:`~LatencyPredictor.predict_layers` and
+:meth:`~LatencyPredictor.predict_many`; :meth:`~LatencyPredictor.predict_configs` does the same
+for its base network and refuses a base it cannot match.
 
 Batched prediction featurises all layers of all networks into one matrix per kind, keeps only the
 distinct rows (candidates of one search iteration share most layers), and calls each kind's
@@ -40,6 +48,9 @@ log = logging.getLogger(__name__)
 _OP_NAME = {v: k for k, v in OP_CODE.items()}
 UNKNOWN_KIND = ("fallback", "error")
 _GENERIC_COLS = 4  # cin, cout, flops, bytes: the common lead of every schema
+#: Floor of a layer latency (ms), as :data:`compactnet.profilers.base.MIN_LAYER_MS` (kept here so that
+#: loading a predictor does not import the profilers' ONNX machinery; a test checks they agree).
+MIN_LAYER_MS = 1e-4
 
 
 class LatencyPredictor(BaseEstimator):
@@ -49,7 +60,9 @@ class LatencyPredictor(BaseEstimator):
         estimator: Prototype cloned for every layer kind (default
             :class:`~compactnet.predictors.estimators.GBDTLatencyRegressor`), or a mapping from kind
             to estimator (kinds missing from it use the default).
-        overhead_ms: Per-network call overhead added to the layer sum before calibration.
+        overhead_ms: Per-network call overhead (ms) added once to the layer sum before calibration;
+            None (default): learned in :meth:`fit` as the median of the measurements'
+            ``overhead_ms`` (0 when none recorded one).
         min_samples_per_kind: Kinds with fewer distinct samples get a constant per kind.
         unknown_kind: A kind with no samples at prediction time: ``fallback`` (a FLOPs-linear fit
             over all kinds, with a warning) or ``error``.
@@ -59,13 +72,14 @@ class LatencyPredictor(BaseEstimator):
         fallback_: FLOPs-linear estimator over every kind's lead columns.
         platform_: The platform trained on.
         n_samples_: Training rows per kind.
+        overhead_ms_: The per-network overhead in use (``overhead_ms``, or learned from the samples).
         schema_hashes_: Feature-schema hash per kind.
         scale_: Calibration scale (1 uncalibrated).
-        offset_: Calibration offset in ms (``overhead_ms`` uncalibrated).
+        offset_: Calibration offset in ms (``overhead_ms_`` uncalibrated).
         calibration_: Record of the calibration (networks, residual) or None.
     """
 
-    def __init__(self, estimator: Any = None, overhead_ms: float = 0.0, min_samples_per_kind: int = 5,
+    def __init__(self, estimator: Any = None, overhead_ms: float | None = None, min_samples_per_kind: int = 5,
                  unknown_kind: str = "fallback"):
         self.estimator = estimator
         self.overhead_ms = overhead_ms
@@ -90,9 +104,11 @@ class LatencyPredictor(BaseEstimator):
             DataError: No measurements, or measurements of several platforms.
             ConfigError: A setting out of range.
         """
-        if not isinstance(self.overhead_ms, (int, float)) or not math.isfinite(self.overhead_ms) \
-                or self.overhead_ms < 0:
-            raise bad_value("overhead_ms", "a non-negative number of milliseconds", self.overhead_ms)
+        if self.overhead_ms is not None and (isinstance(self.overhead_ms, bool)
+                                             or not isinstance(self.overhead_ms, (int, float, np.floating))
+                                             or not math.isfinite(self.overhead_ms) or self.overhead_ms < 0):
+            raise bad_value("overhead_ms", "None (learn it from the samples) or a non-negative number of "
+                            "milliseconds", self.overhead_ms)
         if not isinstance(self.min_samples_per_kind, int) or self.min_samples_per_kind < 1:
             raise bad_value("min_samples_per_kind", "an integer >= 1", self.min_samples_per_kind)
         if self.unknown_kind not in UNKNOWN_KIND:
@@ -117,10 +133,23 @@ class LatencyPredictor(BaseEstimator):
         layers = [m.layer for m in measurements]
         y = np.array([m.latency.median_ms for m in measurements], dtype=np.float64)
         raw = raw_matrix(layers)
-        ok = np.isfinite(y) & (y > 0)
+        ok = np.isfinite(y) & (y >= 0)
         if not ok.all():
-            log.warning("dropping %d measurement(s) with a non-positive latency", int((~ok).sum()))
+            log.warning("dropping %d measurement(s) with a negative or non-finite latency", int((~ok).sum()))
             raw, y = raw[ok], y[ok]
+        tiny = y < MIN_LAYER_MS
+        if tiny.any():  # at or below the call overhead: a real, tiny figure, kept at the floor
+            log.info("%d measurement(s) below %g ms (overhead subtracted); kept at that floor", int(tiny.sum()),
+                     MIN_LAYER_MS)
+            y = np.maximum(y, MIN_LAYER_MS)
+        if not len(y):
+            raise DataError(f"no usable measurement of {platform.key} (every latency was negative or not finite)")
+        if self.overhead_ms is None:
+            oh = np.array([m.overhead_ms for m in measurements], dtype=np.float64)
+            oh = oh[np.isfinite(oh)]
+            self.overhead_ms_ = float(np.median(oh)) if len(oh) else 0.0
+        else:
+            self.overhead_ms_ = float(self.overhead_ms)
         self.estimators_: dict[str, BaseEstimator] = {}
         self.n_samples_: dict[str, int] = {}
         generic_X, generic_y = [], []
@@ -141,7 +170,7 @@ class LatencyPredictor(BaseEstimator):
                                                     feature_names=("cin", "cout", "flops", "bytes"))
         self.schema_hashes_ = {k: SCHEMAS[k].hash for k in self.estimators_}
         self.scale_ = 1.0
-        self.offset_ = float(self.overhead_ms)
+        self.offset_ = self.overhead_ms_
         self.calibration_: dict | None = None
         return self
 
@@ -197,6 +226,17 @@ class LatencyPredictor(BaseEstimator):
     def _total(self, layer_sum: np.ndarray | float) -> np.ndarray | float:
         return self.scale_ * layer_sum + self.offset_
 
+    @property
+    def granularity(self) -> str:
+        """``units`` when fitted on MobileNetV2 ``block`` units (no ``dwconv`` samples), else ``layers``."""
+        check_is_fitted(self, "estimators_")
+        return "units" if uses_units(self.estimators_) else "layers"
+
+    def _spec(self, network: NetworkSpec | str | Path) -> NetworkSpec:
+        """The network as a spec, at the granularity this predictor was trained on."""
+        check_is_fitted(self, "estimators_")
+        return network_layers(as_spec(network), self.estimators_)
+
     def predict(self, network: NetworkSpec | str | Path) -> Latency:
         """Latency of a whole network, with its interval.
 
@@ -209,7 +249,7 @@ class LatencyPredictor(BaseEstimator):
         Returns:
             ``Latency(source="predicted")`` with ``low_ms``/``high_ms``.
         """
-        spec = as_spec(network)
+        spec = self._spec(network)
         ms, lo, hi = self._layer_ms(raw_matrix(spec.layers), interval=True)
         return Latency(float(self._total(ms.sum())), float(self._total(lo.sum())), float(self._total(hi.sum())),
                        source="predicted")
@@ -218,9 +258,9 @@ class LatencyPredictor(BaseEstimator):
         """Per-layer table: name, op, cin, cout, h, w, stride, ms, low_ms, high_ms, share.
 
         Layer figures are uncalibrated (what a profiler would measure); ``share`` is each layer's
-        fraction of the layer sum.
+        fraction of the layer sum. A predictor fitted on MobileNetV2 units lists the units.
         """
-        spec = as_spec(network)
+        spec = self._spec(network)
         ms, lo, hi = self._layer_ms(raw_matrix(spec.layers), interval=True)
         total = float(ms.sum()) or 1.0
         return [{"name": l.name, "op": l.op, "cin": l.cin, "cout": l.cout, "h": l.h, "w": l.w,
@@ -229,7 +269,7 @@ class LatencyPredictor(BaseEstimator):
 
     def predict_many(self, networks: Sequence[NetworkSpec]) -> np.ndarray:
         """Calibrated total latency (ms) of many networks in one batched call per layer kind."""
-        networks = [as_spec(n) for n in networks]
+        networks = [self._spec(n) for n in networks]
         if not networks:
             return np.zeros(0)
         counts = np.fromiter((len(n.layers) for n in networks), dtype=np.int64, count=len(networks))
@@ -243,7 +283,9 @@ class LatencyPredictor(BaseEstimator):
         """Calibrated total latency of ``base.with_channels(c)`` for every configuration ``c``.
 
         Equal to ``predict_many([base.with_channels(c) for c in configs])`` but built directly as
-        arrays, without creating the specs: the search's inner loop.
+        arrays, without creating the specs: the search's inner loop. An op-level MobileNetV2 base
+        given to a predictor fitted on its units is converted once (:func:`network_layers`); a
+        base the predictor's samples do not cover at its granularity is refused.
 
         Args:
             base: The network whose groups are re-sized.
@@ -252,8 +294,14 @@ class LatencyPredictor(BaseEstimator):
             groups: Column order of an array ``configs`` (default: ``base.trimmable_groups``).
 
         Raises:
-            ConfigError: Unknown or fixed group changed, or a non-positive width.
+            ConfigError: Unknown or fixed group changed, a non-positive width, or a base whose layer
+                granularity does not match the predictor's samples (e.g. block units given to a
+                predictor fitted on single layers).
         """
+        base = self._spec(base)
+        problem = granularity_mismatch(base, self.estimators_)
+        if problem:
+            raise ConfigError(f"predict_configs: {problem}")
         names = [g for g, _ in base.groups]
         gidx = {g: i for i, g in enumerate(names)}
         default = np.array([w for _, w in base.groups], dtype=np.float64)
@@ -295,7 +343,7 @@ class LatencyPredictor(BaseEstimator):
         Args:
             networks: A few networks (ideally spanning the sizes the search will visit).
             measured_ms: Their measured latency (ms or :class:`Latency`).
-            mode: ``scale`` (offset kept at ``overhead_ms``), ``affine`` (scale and offset; needs two
+            mode: ``scale`` (offset kept at ``overhead_ms_``), ``affine`` (scale and offset; needs two
                 networks of different size) or ``auto`` (affine from 3 networks, else scale).
 
         Raises:
@@ -305,11 +353,11 @@ class LatencyPredictor(BaseEstimator):
         if mode not in ("auto", "scale", "affine"):
             raise bad_value("mode", "one of auto, scale, affine", mode)
         y = np.array([m.median_ms if isinstance(m, Latency) else float(m) for m in measured_ms], dtype=np.float64)
-        nets = [as_spec(n) for n in networks]
+        nets = [self._spec(n) for n in networks]
         if len(nets) != len(y) or not nets:
             raise bad_value("measured_ms", f"one latency per network ({len(nets)} networks)", f"{len(y)} values")
         s = np.array([self._layer_ms(raw_matrix(n.layers)).sum() for n in nets])
-        base = float(self.overhead_ms)
+        base = float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0))
         use_affine = mode == "affine" or (mode == "auto" and len(nets) >= 3)
         if use_affine and np.ptp(s) > 0:
             A = np.column_stack([s, np.ones_like(s)])
@@ -339,7 +387,8 @@ class LatencyPredictor(BaseEstimator):
         return {"platform": self.platform_.to_dict(), "n_samples": dict(self.n_samples_),
                 "estimators": {k: type(e).__name__ for k, e in self.estimators_.items()},
                 "schema_hashes": dict(self.schema_hashes_), "scale": self.scale_, "offset_ms": self.offset_,
-                "calibration": self.calibration_}
+                "overhead_ms": float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0)),
+                "granularity": self.granularity, "calibration": self.calibration_}
 
 
 _HASH_MULT = np.random.default_rng(20240601).integers(1, 2**62, len(RAW_COLUMNS), dtype=np.int64) | 1
@@ -380,6 +429,48 @@ def channels_raw(base: NetworkSpec, W: np.ndarray, names: Sequence[str]) -> np.n
     return out
 
 
+def uses_units(kinds: Iterable[str]) -> bool:
+    """Whether samples of these kinds are the paper's MobileNetV2 units (``block``, no ``dwconv``)."""
+    kinds = set(kinds)
+    return "block" in kinds and "dwconv" not in kinds
+
+
+def network_layers(spec: NetworkSpec, kinds: Iterable[str]) -> NetworkSpec:
+    """The network at the granularity a predictor trained on layer ``kinds`` knows.
+
+    A predictor fitted on MobileNetV2 units (``block`` samples, no ``dwconv``) is given an op-level
+    MobileNetV2 spec as its units (:func:`compactnet.extract.mobilenetv2_units`: stem, 17 blocks,
+    last conv, pooling and classifier, keeping the channel groups); anything else is returned as is.
+
+    Raises:
+        ConfigError: A MobileNetV2 spec that does not have the Table-1 structure the units need.
+    """
+    if spec.architecture != "mobilenetv2" or not uses_units(kinds) or any(l.op == "block" for l in spec.layers):
+        return spec
+    from compactnet.extract import mobilenetv2_units
+
+    try:
+        units = mobilenetv2_units(spec, include_last=True, include_head=True)
+    except ConfigError as exc:
+        raise ConfigError(f"the predictor was fitted on MobileNetV2 block units and cannot convert this op-level "
+                          f"mobilenetv2 spec to them: {exc}") from exc
+    return NetworkSpec(spec.architecture, spec.input_shape, units, spec.groups, spec.fixed)
+
+
+def granularity_mismatch(spec: NetworkSpec, kinds: Iterable[str]) -> str | None:
+    """Why a spec does not match the granularity of a predictor trained on ``kinds`` (None: it does)."""
+    kinds = set(kinds)
+    ops = {l.op for l in spec.layers}
+    if uses_units(kinds) and "dwconv" in ops:
+        return (f"the predictor was fitted on MobileNetV2 block units (kinds {', '.join(sorted(kinds))}) but the "
+                f"{spec.architecture} network has op-level layers (dwconv); profile single layers "
+                "(compactnet profile --model ...) or predict a MobileNetV2")
+    if "block" in ops and "block" not in kinds:
+        return (f"the {spec.architecture} network is given as block units but the predictor has no block samples "
+                f"(kinds {', '.join(sorted(kinds))}); pass the op-level spec (compactnet.extract.spec_for)")
+    return None
+
+
 def as_spec(network: NetworkSpec | str | Path) -> NetworkSpec:
     """A :class:`NetworkSpec` from a spec or an ONNX file path.
 
@@ -396,7 +487,7 @@ def as_spec(network: NetworkSpec | str | Path) -> NetworkSpec:
 
 
 # ----- functions the CLI wires -----------------------------------------------------------------------
-def fit_platform(store_path: str | Path, platform_key: str, *, context: str | None = None,
+def fit_platform(store_path: str | Path, platform_key: str, *, context: str | None = "rotation",
                  hardware: str | None = None, estimator: Any = None, calibrate_with: Sequence[tuple] = (),
                  **params: Any) -> LatencyPredictor:
     """Fit a platform's predictor from a sample store (``compactnet fit``).
@@ -404,7 +495,9 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
     Args:
         store_path: The profilers' SQLite sample store.
         platform_key: Platform key, e.g. ``ort-cpu-fp32-t1``.
-        context: Only samples of this measuring context (default: all).
+        context: Only samples of this measuring context (default ``rotation``, the protocol's). None:
+            whatever context the store holds for the platform, refused when it holds several
+            (samples timed in rotation, isolated or after a cache flush differ by up to ±40%).
         hardware: Only samples of this hardware (default: all; a warning if mixed).
         estimator: Estimator prototype or short name (``gbdt``, ``lookup``, ``forest``, ``flops``,
             ``constant``); default GBDT.
@@ -413,7 +506,8 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
             ``unknown_kind``).
 
     Raises:
-        DataError: The store has no samples for the platform.
+        DataError: The store has no samples for the platform (in that context), or ``context=None``
+            and it has samples of several contexts.
     """
     from compactnet.profilers.store import SampleStore
     from compactnet.predictors.estimators import make_estimator
@@ -423,9 +517,19 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
         raise DataError(f"sample store {store_path} does not exist; profile first "
                         f"(compactnet profile --platform {key} --store {store_path})")
     with SampleStore(store_path) as store:
+        rows = store.platforms()
+        contexts = sorted({r["context"] for r in rows
+                           if r["key"] == key and (hardware is None or r["hardware"] == hardware)})
+        if context is None and len(contexts) > 1:
+            raise DataError(f"sample store {store_path} holds {key} samples of several measuring contexts "
+                            f"({', '.join(contexts)}) that must not be mixed; choose one with --context "
+                            f"(context=...), e.g. --context rotation")
         ms = store.measurements(key, context=context, hardware=hardware)
         if not ms:
-            have = ", ".join(sorted({p["key"] for p in store.platforms()})) or "none"
+            have = ", ".join(sorted({r["key"] for r in rows})) or "none"
+            if contexts:
+                raise DataError(f"sample store {store_path} has no {key} samples measured in context {context!r} "
+                                f"(it has contexts: {', '.join(contexts)}); pass --context")
             raise DataError(f"sample store {store_path} has no samples for {key} (it has: {have})")
     if isinstance(estimator, str):
         estimator = make_estimator(estimator)
@@ -442,4 +546,5 @@ def predict_table(predictor: LatencyPredictor, network: NetworkSpec | str | Path
     return predictor.predict_layers(spec), predictor.predict(spec)
 
 
-__all__ = ["LatencyPredictor", "channels_raw", "unique_rows", "as_spec", "fit_platform", "predict_table", "UNKNOWN_KIND"]
+__all__ = ["LatencyPredictor", "channels_raw", "unique_rows", "as_spec", "fit_platform", "predict_table", "UNKNOWN_KIND",
+           "network_layers", "uses_units", "granularity_mismatch", "MIN_LAYER_MS"]

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from compactnet.errors import ConfigError, ModelFileError
+from compactnet.errors import CompactNetError, ConfigError, ModelFileError
 from compactnet.spec import Platform
 from compactnet.predictors.features import FEATURE_VERSION, SCHEMAS
 
@@ -216,6 +216,12 @@ def _dump_estimator(est: Any, folder: Path, name: str) -> dict:
                       "constant estimator, or save(predictor, path) with joblib for your own use")
 
 
+def _plain_name(name: Any) -> bool:
+    """A file name with no folder part (no ``/``, ``\\``, ``..``, drive or absolute path)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and ":" not in name and "\0" not in name and Path(name).name == name)
+
+
 def _load_estimator(d: dict, folder: Path) -> Any:
     from compactnet.predictors.estimators import (ConstantRegressor, FlopsLinearRegressor, GBDTLatencyRegressor,
                                                   LookupTableRegressor)
@@ -225,7 +231,10 @@ def _load_estimator(d: dict, folder: Path) -> Any:
     if kind == "gbdt":
         from xgboost import XGBRegressor
 
-        def booster(fname: str):
+        def booster(fname: Any):
+            if not _plain_name(fname):
+                raise ModelFileError(f"portable predictor {folder}: booster file name {fname!r} must be a plain file "
+                                     "name inside the folder (no path parts)")
             p = folder / fname
             if not p.is_file():
                 raise ModelFileError(f"portable predictor {folder} lacks booster file {fname}")
@@ -285,7 +294,9 @@ def save_portable(predictor: Any, folder: str | Path) -> Path:
                                            if k != "estimator"}),
                       "platform": predictor.platform_.to_dict(), "n_samples": predictor.n_samples_,
                       "schema_hashes": predictor.schema_hashes_, "scale": predictor.scale_,
-                      "offset_ms": predictor.offset_, "calibration": _jsonable(predictor.calibration_)},
+                      "offset_ms": predictor.offset_,
+                      "overhead_ms": float(getattr(predictor, "overhead_ms_", predictor.overhead_ms or 0.0)),
+                      "calibration": _jsonable(predictor.calibration_)},
         "kinds": kinds, "fallback": _dump_estimator(predictor.fallback_, folder, "fallback"),
     }
     tmp = folder / (MANIFEST + ".tmp")
@@ -300,10 +311,9 @@ def load_portable(folder: str | Path, platform: Platform | str | None = None) ->
     Warns (:class:`PredictorMismatchWarning`) when versions, feature schemas or the platform differ.
 
     Raises:
-        ModelFileError: Missing folder/manifest, wrong format, or a missing booster file.
+        ModelFileError: Missing folder/manifest, wrong format, a malformed manifest, or a missing,
+            misnamed (not a plain file name) or unreadable booster file.
     """
-    from compactnet.predictors.network import LatencyPredictor
-
     folder = Path(folder)
     mf = folder / MANIFEST
     if not mf.is_file():
@@ -312,12 +322,35 @@ def load_portable(folder: str | Path, platform: Platform | str | None = None) ->
         manifest = json.loads(mf.read_text())
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{mf} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{mf} is not a text (UTF-8) file: {exc.reason}") from exc
+    if not isinstance(manifest, dict):
+        raise ModelFileError(f"{mf} is not a CompactNet latency predictor (not a JSON object)")
     if manifest.get("format") != PORTABLE_FORMAT:
         raise ModelFileError(f"{mf} is not a CompactNet latency predictor (format {manifest.get('format')!r})")
-    if manifest.get("format_version", 0) > PORTABLE_VERSION:
-        raise ModelFileError(f"{mf} has format version {manifest['format_version']}; this CompactNet reads up to "
+    version = manifest.get("format_version", 0)
+    if not isinstance(version, int):
+        raise ModelFileError(f"{mf}: format_version must be an integer, got {version!r}")
+    if version > PORTABLE_VERSION:
+        raise ModelFileError(f"{mf} has format version {version}; this CompactNet reads up to "
                              f"{PORTABLE_VERSION}: upgrade compactnet")
-    check_metadata(manifest.get("metadata", {}), platform)
+    from xgboost.core import XGBoostError
+
+    try:
+        meta = manifest.get("metadata", {})
+        check_metadata(meta if isinstance(meta, dict) else {}, platform)
+        return _predictor_from_manifest(manifest, folder)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, XGBoostError, CompactNetError) as exc:
+        what = f"missing entry {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ModelFileError(f"portable predictor {folder} is malformed ({what}); save it again with "
+                             "save_portable") from exc
+
+
+def _predictor_from_manifest(manifest: dict, folder: Path) -> Any:
+    from compactnet.predictors.network import LatencyPredictor
+
     p = manifest["predictor"]
     pred = LatencyPredictor(**p["params"])
     pred.platform_ = Platform.from_dict(p["platform"])
@@ -325,6 +358,8 @@ def load_portable(folder: str | Path, platform: Platform | str | None = None) ->
     pred.schema_hashes_ = dict(p["schema_hashes"])
     pred.scale_ = float(p["scale"])
     pred.offset_ = float(p["offset_ms"])
+    # files written before the overhead was learned: the parameter was the overhead in use
+    pred.overhead_ms_ = float(p.get("overhead_ms", p["params"].get("overhead_ms") or 0.0))
     pred.calibration_ = p.get("calibration")
     pred.estimators_ = {k: _load_estimator(d, folder) for k, d in manifest["kinds"].items()}
     pred.fallback_ = _load_estimator(manifest["fallback"], folder)

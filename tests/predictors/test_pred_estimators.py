@@ -122,3 +122,19 @@ def test_lookup_needs_units():
     X, y, _ = _data(10, 0)
     with pytest.raises(ConfigError, match="unit_cols"):
         LookupTableRegressor().fit(X, y)
+
+
+def test_bootstrap_members_refit_the_linear_base_on_their_in_bag_rows(gbdt):
+    from compactnet.predictors.estimators import _base_log, _ridge_base
+    X, y, _ = _data(80, 4)
+    est = gbdt(n_bootstrap=3, random_state=7).fit(X, y, feature_names=SCHEMAS["conv"].columns)
+    assert est.base_cols_ and len(est.member_bases_) == 3
+    idx = np.random.default_rng(7).integers(0, len(y), len(y))  # the first member's draw
+    coef, intercept = _ridge_base(X[idx], np.log(y[idx]), est.base_cols_)
+    assert np.allclose(est.member_bases_[0][0], coef) and est.member_bases_[0][1] == pytest.approx(intercept)
+    assert not np.allclose(est.member_bases_[0][0], est.base_coef_)  # not the full-data base
+    members = est.predict_members(X)
+    want = np.asarray(est.members_[0].predict(X), dtype=np.float64) + _base_log(X, est.base_cols_, coef, intercept)
+    assert np.allclose(members[0], want, atol=1e-5)
+    lo, hi = est.predict_interval(X)
+    assert np.all(lo < est.predict(X)) and np.all(est.predict(X) < hi)

@@ -94,9 +94,114 @@ def test_fit_platform_from_a_sample_store(tmp_path, train_a):
     from compactnet.profilers.store import SampleStore
     with SampleStore(tmp_path / "s.sqlite") as store:
         store.add(train_a)
-    pr = fit_platform(tmp_path / "s.sqlite", "synthetic-a-fp32-t1", estimator="constant")
+    pr = fit_platform(tmp_path / "s.sqlite", "synthetic-a-fp32-t1", context=None, estimator="constant")
     assert pr.platform_.key == "synthetic-a-fp32-t1" and sum(pr.n_samples_.values()) == len(train_a)
     with pytest.raises(DataError, match="no samples for synthetic-b-fp32-t1"):
         fit_platform(tmp_path / "s.sqlite", "synthetic-b-fp32-t1")
     with pytest.raises(DataError, match="does not exist"):
         fit_platform(tmp_path / "none.sqlite", "synthetic-a-fp32-t1")
+
+
+def test_fit_platform_never_mixes_measuring_contexts(tmp_path, train_a):
+    from dataclasses import replace
+
+    from compactnet.predictors.network import fit_platform
+    from compactnet.profilers.store import SampleStore
+    rot = [replace(m, context="rotation") for m in train_a[:100]]
+    iso = [replace(m, context="isolated", latency=replace(m.latency, median_ms=0.5 * m.latency.median_ms))
+           for m in train_a[100:]]
+    with SampleStore(tmp_path / "s.sqlite") as store:
+        store.add(rot + iso)
+    pr = fit_platform(tmp_path / "s.sqlite", "synthetic-a-fp32-t1", estimator="constant")  # default: rotation
+    assert sum(pr.n_samples_.values()) == len(rot)
+    iso_pr = fit_platform(tmp_path / "s.sqlite", "synthetic-a-fp32-t1", context="isolated", estimator="constant")
+    assert sum(iso_pr.n_samples_.values()) == len(iso)
+    with pytest.raises(DataError, match="several measuring contexts.*--context"):
+        fit_platform(tmp_path / "s.sqlite", "synthetic-a-fp32-t1", context=None)
+    with pytest.raises(DataError, match="context 'flush'.*isolated, rotation"):
+        fit_platform(tmp_path / "s.sqlite", "synthetic-a-fp32-t1", context="flush")
+
+
+def test_overhead_is_learned_from_the_samples_and_added_once(train_a):
+    from dataclasses import replace
+    ms = [replace(m, overhead_ms=0.04 + 0.002 * (i % 3)) for i, m in enumerate(train_a)]
+    pr = LatencyPredictor(estimator=ConstantRegressor()).fit(ms)
+    assert pr.overhead_ms is None and pr.overhead_ms_ == pytest.approx(0.042)  # sklearn: param kept as given
+    net = toy_network()
+    layer_sum = pr.predict_layer_ms(net.layers).sum()
+    assert pr.predict(net).median_ms == pytest.approx(layer_sum + 0.042)
+    assert pr.predict_many([net, net])[1] == pytest.approx(layer_sum + 0.042)
+    assert pr.describe()["overhead_ms"] == pytest.approx(0.042)
+    given = LatencyPredictor(estimator=ConstantRegressor(), overhead_ms=0.0).fit(ms)
+    assert given.overhead_ms == 0.0 and given.overhead_ms_ == 0.0
+    assert given.predict(net).median_ms == pytest.approx(layer_sum)
+    unknown = LatencyPredictor(estimator=ConstantRegressor()).fit(train_a)  # no overhead recorded
+    assert unknown.overhead_ms_ == 0.0
+    with pytest.raises(ConfigError, match="overhead_ms"):
+        LatencyPredictor(overhead_ms=-1.0).fit(ms)
+
+
+def test_zero_latency_rows_are_kept_at_the_floor(train_a):
+    from dataclasses import replace
+
+    from compactnet.predictors.network import MIN_LAYER_MS
+    from compactnet.profilers.base import MIN_LAYER_MS as PROFILER_FLOOR
+    assert MIN_LAYER_MS == PROFILER_FLOOR
+    gaps = [m for m in train_a if m.layer.op == "block"][:6]
+    zeros = [replace(m, layer=replace(m.layer, op="add", expansion=0, residual=False),
+                     latency=replace(m.latency, median_ms=0.0)) for m in gaps]
+    pr = LatencyPredictor(estimator=ConstantRegressor(), min_samples_per_kind=1).fit(list(train_a) + zeros)
+    assert pr.n_samples_["add"] == len(zeros)
+    assert pr.predict_layer_ms([zeros[0].layer])[0] == pytest.approx(MIN_LAYER_MS)
+
+
+@pytest.fixture(scope="module")
+def units_predictor(platforms):
+    from compactnet.extract import mobilenetv2_units, spec_for
+    from compactnet.predictors.testset import draw_mobilenetv2
+    p, costs = platforms["synthetic-a-fp32-t1"]
+    rng = np.random.default_rng(3)
+    layers = {}
+    for i in range(12):
+        for u in mobilenetv2_units(spec_for("mobilenetv2", draw_mobilenetv2(rng)), include_head=True):
+            layers.setdefault(u.key(), u)
+    ms = measure_synthetic(list(layers.values()), p, costs, noise=0.0)
+    return LatencyPredictor(estimator=ConstantRegressor(), min_samples_per_kind=1).fit(ms)
+
+
+def test_a_units_predictor_converts_op_level_mobilenetv2_itself(units_predictor):
+    from compactnet.extract import mobilenetv2_units, spec_for
+    from compactnet.predictors.network import network_layers
+    from compactnet.spec import NetworkSpec
+    pr = units_predictor
+    assert pr.granularity == "units"
+    ops = spec_for("mobilenetv2", {"widths": [32, 16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160,
+                                              160, 320]})
+    units = NetworkSpec(ops.architecture, ops.input_shape, mobilenetv2_units(ops, include_head=True), ops.groups,
+                        ops.fixed)
+    assert network_layers(ops, pr.estimators_) == units
+    assert pr.predict(ops) == pr.predict(units)
+    assert [r["name"] for r in pr.predict_layers(ops)][:2] == ["stem", "block1"]
+    assert pr.predict_many([ops, units])[0] == pytest.approx(pr.predict(units).median_ms)
+    # predict_configs converts its base once and agrees with predicting each trimmed spec
+    rng = np.random.default_rng(0)
+    groups = ops.trimmable_groups
+    W = np.array([[max(1, int(w * r)) for w, r in zip([ops.group_widths[g] for g in groups], rng.uniform(0.3, 1, len(groups)))]
+                  for _ in range(5)])
+    want = pr.predict_many([ops.with_channels(dict(zip(groups, map(int, row)))) for row in W])
+    assert np.allclose(pr.predict_configs(ops, W), want, rtol=1e-12)
+
+
+def test_predict_configs_refuses_a_granularity_it_cannot_match(units_predictor, train_a):
+    from compactnet.extract import mobilenetv2_units, spec_for
+    from compactnet.spec import NetworkSpec
+    with pytest.raises(ConfigError, match="block units.*op-level"):
+        units_predictor.predict_configs(toy_network(), [{"g0": 16}])  # a toy with a dwconv layer: no conversion
+    ops = spec_for("mobilenetv2")
+    units = NetworkSpec(ops.architecture, ops.input_shape, mobilenetv2_units(ops, include_head=True), ops.groups,
+                        ops.fixed)
+    layers_only = LatencyPredictor(estimator=ConstantRegressor()).fit([m for m in train_a if m.layer.op != "block"])
+    assert layers_only.granularity == "layers"
+    with pytest.raises(ConfigError, match="block units but the predictor has no block samples"):
+        layers_only.predict_configs(units, [{}])
+    assert layers_only.predict_configs(ops, [{}])[0] == pytest.approx(layers_only.predict(ops).median_ms)

@@ -95,3 +95,49 @@ def test_load_errors(tmp_path):
         persist.load_portable(tmp_path)
     with pytest.raises(ModelFileError, match="does not exist"):
         persist.load(tmp_path / "missing.joblib")
+
+
+def test_portable_keeps_the_learned_overhead_and_member_bases(tmp_path, train_a, gbdt):
+    from dataclasses import replace
+    pr = LatencyPredictor(estimator=gbdt()).fit([replace(m, overhead_ms=0.03) for m in train_a])
+    back = persist.load_portable(persist.save_portable(pr, tmp_path / "p"))
+    assert back.overhead_ms is None and back.overhead_ms_ == pytest.approx(0.03) and back.offset_ == pr.offset_
+    conv = back.estimators_["conv"]
+    assert len(conv.member_bases_) == len(pr.estimators_["conv"].member_bases_) == 3
+    _same(pr, back, random_layers(20, seed=3))
+
+
+def _saved(tmp_path, predictor):
+    folder = persist.save_portable(predictor, tmp_path / "p")
+    return folder, json.loads((folder / persist.MANIFEST).read_text())
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda d: d["predictor"].pop("scale"),
+    lambda d: d["predictor"].__setitem__("params", ["not", "a", "dict"]),
+    lambda d: d["predictor"]["params"].__setitem__("surprise", 1),
+    lambda d: d["kinds"]["conv"].__setitem__("params", {"n_estimators": "many", "bogus": 1}),
+    lambda d: d["kinds"].__setitem__("conv", "not an estimator"),
+    lambda d: d["predictor"].__setitem__("scale", "big"),
+])
+def test_malformed_portable_folders_are_model_file_errors(tmp_path, predictor_a, break_it):
+    folder, d = _saved(tmp_path, predictor_a)
+    break_it(d)
+    (folder / persist.MANIFEST).write_text(json.dumps(d))
+    with pytest.raises(ModelFileError, match="malformed"):
+        persist.load_portable(folder)
+
+
+def test_corrupt_booster_and_path_names_are_refused(tmp_path, predictor_a):
+    folder, d = _saved(tmp_path, predictor_a)
+    (folder / d["kinds"]["conv"]["boosters"]["model"]).write_text("{not a booster")
+    with pytest.raises(ModelFileError, match="malformed"):
+        persist.load_portable(folder)
+    folder, d = _saved(tmp_path, predictor_a)
+    outside = tmp_path / "outside.json"
+    outside.write_text((folder / d["kinds"]["conv"]["boosters"]["model"]).read_text())
+    for bad in ("../outside.json", str(outside), "sub/conv.json", ".."):
+        d["kinds"]["conv"]["boosters"]["model"] = bad
+        (folder / persist.MANIFEST).write_text(json.dumps(d))
+        with pytest.raises(ModelFileError, match="plain file name"):
+            persist.load_portable(folder)
