@@ -1,5 +1,6 @@
 """Profiler benchmark (issue 3's "done when"): per local runtime, noise floor, seconds per sample,
-the dense baseline vs a sparse run, and the Figure-7 check.
+the dense baseline vs a sparse run, and the Figure-7 check. ``--store`` / ``--dense-store`` keep
+the sparse and dense samples for ``predictors_bench.py``.
 
 For each platform it prints:
 
@@ -75,19 +76,21 @@ def bench_platform(key: str, args: argparse.Namespace, workdir: Path) -> dict:
     out["noise_floor"] = {k: nf[k] for k in ("rel_spread", "rel_iqr", "cv", "median_ms", "repeats")}
     out["noise_floor"]["wall_s"] = time.perf_counter() - t0
 
-    store = workdir / f"{key}.sqlite"
-    dense = profile(key, "dense", step=args.dense_step, store=store, profiler=prof, progress=not args.no_progress,
-                    batch_size=args.batch)
-    out["dense"] = {**dense.dense, "measured": dense.measured, "wall_s_at_step": dense.wall_s,
-                    "seconds_per_sample": dense.seconds_per_sample}
+    dense_store = args.dense_store or workdir / f"{key}.sqlite"
+    dense = profile(key, "dense", step=args.dense_step, store=dense_store, profiler=prof,
+                    progress=not args.no_progress, batch_size=args.batch, context=args.context)
+    out["dense"] = {**dense.dense, "measured": dense.measured, "already_stored": dense.skipped,
+                    "wall_s_at_step": dense.wall_s, "seconds_per_sample": dense.seconds_per_sample,
+                    "store": str(dense_store) if args.dense_store else None}
 
     sparse_store = args.store or workdir / f"{key}-sparse.sqlite"
     sparse = profile(key, args.strategy, samples=args.samples, store=sparse_store, seed=0,
                      network=sparse_space(args.space), profiler=prof, progress=not args.no_progress,
-                     batch_size=args.batch)
+                     batch_size=args.batch, context=args.context)
     out["sparse"] = {"strategy": sparse.strategy, "space": args.space, "samples": sparse.measured,
                      "already_stored": sparse.skipped, "wall_s": sparse.wall_s,
-                     "seconds_per_sample": sparse.seconds_per_sample, "store": str(sparse_store)}
+                     "seconds_per_sample": sparse.seconds_per_sample, "store": str(sparse_store),
+                     "kept": args.store is not None}
 
     fig = figure7(prof)
     out["figure7"] = fig.to_dict()
@@ -103,12 +106,13 @@ def print_report(res: dict) -> None:
           f"(IQR {nf['rel_iqr']:.1%}, CV {nf['cv']:.1%}; probe block {nf['median_ms']:.4f} ms)")
     d = res["dense"]
     print(f"dense baseline at step {d['step']}: {d['count_at_step']} distinct samples ({d['entries_at_step']} table "
-          f"entries), measured in {_fmt_s(d['wall_s_at_step'])} ({d['seconds_per_sample']:.3f} s/sample)")
+          f"entries), measured in {_fmt_s(d['wall_s_at_step'])} ({d['seconds_per_sample']:.3f} s/sample)"
+          + (f"; kept in {d['store']}" if d.get("store") else ""))
     print(f"dense baseline at step 1: {d['full_count']} table entries, {d['full_distinct']} distinct samples; "
           f"wall time {_fmt_s(d['full_wall_s'])} [EXTRAPOLATED from step {d['step']}, not measured]")
     s = res["sparse"]
     print(f"sparse ({s['strategy']}, {s['space']}): {s['samples']} samples in {_fmt_s(s['wall_s'])} "
-          f"({s['seconds_per_sample']:.3f} s/sample)")
+          f"({s['seconds_per_sample']:.3f} s/sample)" + (f"; kept in {s['store']}" if s.get("kept") else ""))
     print(res["figure7_table"])
 
 
@@ -129,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--store", type=Path, default=None,
                     help="keep the sparse run's samples in this store (default: a temporary one)")
+    ap.add_argument("--dense-store", type=Path, default=None,
+                    help="keep the dense baseline's samples in this store (default: a temporary one); "
+                         "predictors_bench.py --dense-store fits every estimator on them")
     ap.add_argument("--space", default="layers", choices=("layers", "units"),
                     help="sparse space: runtime-level layers of the 3 registry models, or the 18 MobileNetV2 units")
     ap.add_argument("--no-progress", action="store_true")
