@@ -28,7 +28,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -37,7 +37,7 @@ from compactnet.errors import CompactNetError, ConfigError, ModelFileError, bad_
 from compactnet.spec import Latency, NetworkSpec, Platform, hardware_id
 from compactnet.zoo.catalogue import write_catalogue
 from compactnet.zoo.entry import (FileRef, InputContract, Metrics, Provenance, ZooEntry, latency_tag, make_name,
-                                  speedup_tag)
+                                  speedup_tag, tag_speedup)
 from compactnet.zoo.index import ZooIndex, load_index, save_index
 
 log = logging.getLogger(__name__)
@@ -127,15 +127,21 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cifar10_accuracy(data: str | os.PathLike | None = None, limit: int | None = None) -> AccuracyFn:
-    """The default accuracy measurer: top-1 on the CIFAR-10 test split (all 10,000 unless ``limit``)."""
+def cifar10_accuracy(data: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0) -> AccuracyFn:
+    """The default accuracy measurer: top-1 on the CIFAR-10 test split.
+
+    All 10,000 images unless ``limit``: then a seeded random subset of that many, kept in split
+    order (the packed split is sorted by class, so its first images are a few classes only); the
+    recorded test hash is the subset's.
+    """
 
     def run(model: Any) -> AccuracyResult:
-        from compactnet.data import Split, load_cifar10, split_hash
+        from compactnet.data import load_cifar10, split_hash
+        from compactnet.search.methods.int8 import seeded_limit
         from compactnet.train import evaluate
 
         ds = load_cifar10(data)
-        test = ds.test if limit is None else Split(ds.test.images[:limit], ds.test.labels[:limit])
+        test = seeded_limit(ds.test, limit, seed)
         return AccuracyResult(float(evaluate(model, test)), ds.copy, split_hash(test))
 
     return run
@@ -269,6 +275,42 @@ def _check_parity(model: Any, onnx_path: Path, input_shape: tuple[int, ...], ato
                              "pass the ONNX file exported from these weights, or none to export it")
 
 
+def _fmt_x(v: float | None) -> str:
+    return "unknown" if v is None else f"{v:.2f}x"
+
+
+def _accuracy_result(v: AccuracyResult | Mapping[str, Any]) -> AccuracyResult:
+    if isinstance(v, AccuracyResult):
+        return v
+    if isinstance(v, Mapping) and {"top1", "data_copy", "test_hash"} <= set(v):
+        return AccuracyResult(float(v["top1"]), str(v["data_copy"]), str(v["test_hash"]))
+    raise bad_value("int8_accuracy", "an AccuracyResult or a mapping with top1, data_copy, test_hash", v)
+
+
+def _check_int8_graph(model: Any, onnx_path: Path, input_shape: tuple[int, ...]) -> None:
+    """The int8 graph holds QDQ nodes and computes (to quantization error) what the weights do."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from compactnet.export import load_onnx
+
+    ops = {n.op_type for n in load_onnx(onnx_path).graph.node}
+    if not {"QuantizeLinear", "DequantizeLinear"} & ops:
+        raise ModelFileError(f"{onnx_path} holds no QuantizeLinear/DequantizeLinear nodes: it is not an int8 (QDQ) "
+                             "graph; quantize it first (compactnet quantize)")
+    x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).numpy()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    if got.shape != ref.shape or not float(np.max(np.abs(got - ref))) <= 0.5 * float(np.max(np.abs(ref))) + 0.5:
+        raise ModelFileError(f"{onnx_path} does not compute what the weights do, even allowing for quantization; "
+                             "pass the int8 graph quantized from these weights")
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
@@ -334,7 +376,8 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
                   predicted_latency: Latency | None = None, val_top1: float | None = None,
                   license: str = "Apache-2.0", command: str = "", publish_command: str = "", source: str = "",
                   layout: str = "name", replace_existing: bool = False, catalogue: bool = True,
-                  description: str = "") -> ZooEntry:
+                  description: str = "", force: bool = False, int8_onnx: str | os.PathLike | None = None,
+                  int8_accuracy: AccuracyResult | Mapping[str, Any] | None = None) -> ZooEntry:
     """Publish weights + channels as a zoo entry (see the module docstring for the steps).
 
     Args:
@@ -345,7 +388,7 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         channels: Channel configuration (None: the untrimmed architecture, tag ``base``).
         onnx: An ONNX export of these weights (checked against torch); None exports one.
         tag: Name tag; default ``base`` for the untrimmed channels, else from ``target_speedup``,
-            else from the measured speedup (one decimal).
+            else from the measured speedup's lower bound, rounded down to one decimal.
         target_speedup: The speedup the search aimed at (names the entry).
         dataset: Data set name in the entry name.
         baseline_onnx: The untrimmed model to time against; None exports ``create_model(arch)``.
@@ -365,19 +408,43 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         replace_existing: Replace an entry of the same name instead of failing.
         catalogue: Rewrite ``index.html`` beside the index.
         description: One line for listings.
+        force: Publish an entry named after a speedup target (``s1p8x``) even when the measured
+            speedup's lower bound misses that target (refused otherwise). The card records the
+            measured interval either way.
+        int8_onnx: For an ``int8`` platform key (required there): the QDQ int8 graph of these weights
+            (batch 1, opset 17, e.g. ``compactnet quantize``'s ``model.int8.b1.onnx``). It is the
+            entry's ONNX file and is timed as it is on the ``fp32`` runner of the same runtime (the
+            int8 runner would quantize it again). Its untrimmed counterpart, the int8 baseline, is
+            ``baseline_onnx`` (also required for a trimmed entry: int8 alone speeds a model up).
+        int8_accuracy: For an ``int8`` platform key (required there): the int8 graph's test top-1
+            evaluated through onnxruntime (:func:`compactnet.search.methods.int8.evaluate_onnx`), as an
+            :class:`AccuracyResult` or a mapping with ``top1``, ``data_copy``, ``test_hash``. The
+            torch model's top-1 is not the int8 graph's, so it is never measured in its place.
 
     Returns:
         The new entry (already saved in the index).
 
     Raises:
-        ConfigError: Bad arguments or a duplicate name without ``replace_existing``.
+        ConfigError: Bad arguments, a duplicate name without ``replace_existing``, a target-named
+            entry whose measured lower bound misses the target without ``force``, or an ``int8``
+            platform without ``int8_onnx`` and ``int8_accuracy`` (and ``baseline_onnx``).
         ModelFileError: Weights or ONNX that do not fit the architecture.
     """
     from compactnet.models import create_model, get_entry, load_weights, parse_channels
 
     if layout not in LAYOUTS:
         raise bad_value("layout", "one of " + ", ".join(LAYOUTS), layout)
-    plat_key = Platform.parse(platform, hardware="").key
+    plat = Platform.parse(platform, hardware="")
+    plat_key = plat.key
+    int8 = plat.precision == "int8"
+    if int8 and (int8_onnx is None or int8_accuracy is None):
+        raise ConfigError(f"publishing on {plat_key} needs the int8 graph and its own top-1: pass int8_onnx= (the QDQ "
+                          "graph of these weights, e.g. compactnet quantize's model.int8.b1.onnx) and int8_accuracy= "
+                          "(its test top-1 evaluated through onnxruntime); the fp32 weights' figures are not the "
+                          f"int8 model's (received int8_onnx={int8_onnx!r}, int8_accuracy={int8_accuracy!r})")
+    if not int8 and (int8_onnx is not None or int8_accuracy is not None):
+        raise bad_value("int8_onnx/int8_accuracy", f"only with an int8 platform key (not {plat_key})",
+                        {"int8_onnx": int8_onnx, "int8_accuracy": int8_accuracy})
     arch = get_entry(arch).name
     config = parse_channels(arch, channels)
     channels_dict = config.to_dict()
@@ -395,13 +462,20 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         if name in index and not replace_existing:
             raise ConfigError(f"zoo index {index_path} already has {name!r}; pass replace_existing=True (--replace)")
 
+    if int8 and not is_base and baseline_onnx is None:
+        raise ConfigError(f"publishing a trimmed model on {plat_key} needs baseline_onnx= (the untrimmed model's int8 "
+                          "graph): int8 alone speeds a model up, so the speedup is taken against the int8 baseline")
+
     model = load_weights(create_model(arch, config), weights)
     model.eval()
     input_shape = tuple(get_entry(arch).input_shape)
 
     with tempfile.TemporaryDirectory(dir=zoo_dir, prefix=".publish-") as tmpdir:
         tmp = Path(tmpdir)
-        if onnx is not None:
+        if int8:
+            onnx_path = Path(int8_onnx)
+            _check_int8_graph(model, onnx_path, input_shape)
+        elif onnx is not None:
             onnx_path = Path(onnx)
             _check_parity(model, onnx_path, input_shape)
         else:
@@ -414,7 +488,7 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
             raise ModelFileError(f"{onnx_path} has opset {opset} and IR {ir_version}; the protocol needs opset 17, "
                                  "IR <= 10 (export with compactnet.export.export_onnx, or pass onnx=None)")
 
-        acc = (measure_accuracy or cifar10_accuracy(data))(model)
+        acc = _accuracy_result(int8_accuracy) if int8 else (measure_accuracy or cifar10_accuracy(data))(model)
         base_path: Path | None = None
         if not is_base:
             if baseline_onnx is not None:
@@ -424,12 +498,25 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
 
                 base_path = tmp / "baseline.onnx"
                 export_onnx(create_model(arch), base_path, input_shape=input_shape)
-        lat = (measure_latency or protocol_latency(rounds))(onnx_path, base_path, plat_key)
+        # graphs already in their precision are timed on the fp32 runner of the same runtime
+        timing_key = plat_key if not int8 else Platform.parse(plat_key.replace("-int8-", "-fp32-"), hardware="").key
+        lat = (measure_latency or protocol_latency(rounds))(onnx_path, base_path, timing_key)
+        target = tag_speedup(tag) if tag is not None else None
+        if target is not None and tag.split("-", 1)[0] != "base" and not force:
+            low = lat.speedup_low
+            if low is None or low < target:
+                raise ConfigError(
+                    f"the entry would be named {make_name(arch, dataset, plat_key, tag)!r} (a {target:g}x target) but "
+                    f"the measured speedup is {_fmt_x(lat.speedup)} with lower bound {_fmt_x(low)}, which misses it; "
+                    "publish it under the measured speedup (tag=None, target_speedup=None), or pass force=True "
+                    "(--force) to keep the target's name (the card records the measured interval)")
 
         if tag is None:
             if lat.speedup is None:
                 raise ConfigError("cannot name the entry: give tag= or target_speedup= (no speedup was measured)")
-            tag = speedup_tag(round(lat.speedup, 1))
+            # named after what the measurement guarantees: the interval's lower bound, rounded down
+            sure = lat.speedup_low if lat.speedup_low is not None else lat.speedup
+            tag = speedup_tag(max(1.0, math.floor(sure * 10 + 1e-9) / 10))
         name = make_name(arch, dataset, plat_key, tag)
         if name in index and not replace_existing:
             raise ConfigError(f"zoo index {index_path} already has {name!r}; pass replace_existing=True (--replace)")
@@ -451,7 +538,7 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
             refs[role] = FileRef(rel, src.stat().st_size, digest, fmt,
                                  opset if fmt == "onnx" else None, ir_version if fmt == "onnx" else None)
 
-    measured_platform = lat.platform
+    measured_platform = replace(lat.platform, precision="int8") if int8 else lat.platform
     metrics = Metrics(
         top1=acc.top1, data_copy=acc.data_copy, test_hash=acc.test_hash, val_top1=val_top1,
         latency=lat.latency, runtime_version=measured_platform.runtime_version,

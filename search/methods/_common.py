@@ -66,16 +66,23 @@ def layer_shapes(model: nn.Module, input_shape: Sequence[int], kinds: tuple = (n
 
 
 def subset(split: Split, fraction_or_n: float | int | None, seed: int = 0) -> Split:
-    """A seeded, class-stratified subset: a fraction (0 < f <= 1) or a count of images."""
+    """A seeded, class-stratified subset: a fraction (a float, 0 < f <= 1) or a count of images (an int).
+
+    Raises:
+        ConfigError: A float outside (0, 1] (never silently read as a count) or a count below 1.
+    """
     n_total = len(split)
     if fraction_or_n is None:
         return split
-    if isinstance(fraction_or_n, float) and fraction_or_n <= 1.0:
-        if not fraction_or_n > 0:
-            raise bad_value("dataset_scale", "a fraction in (0, 1]", fraction_or_n)
+    if isinstance(fraction_or_n, float):
+        if not 0 < fraction_or_n <= 1:
+            raise bad_value("dataset_scale", "a fraction in (0, 1] (pass an int for a number of images)",
+                            fraction_or_n)
         n = max(1, int(round(n_total * fraction_or_n)))
     else:
         n = int(fraction_or_n)
+        if n < 1:
+            raise bad_value("subset size", "a positive number of images", fraction_or_n)
     if n >= n_total:
         return split
     rng = np.random.default_rng(seed)

@@ -124,8 +124,8 @@ def share(model_name, weights, channels, dataset_scale, tolerance, max_size_mb, 
     ch = read_channels_file(channels) if channels else None
     rep = share_weights(model, load_cifar10(data), out_dir, dataset_scale=dataset_scale, tolerance=tolerance,
                         local=not no_local, seed=seed, model_name=model_name, channels=ch,
-                        max_size_bytes=int(max_size_mb * 1e6) if max_size_mb else None,
-                        max_seconds=max_minutes * 60 if max_minutes else None)
+                        max_size_bytes=int(max_size_mb * 1e6) if max_size_mb is not None else None,
+                        max_seconds=max_minutes * 60 if max_minutes is not None else None)
     rep["command"] = command_line()
     _write(Path(out_dir), "weight_sharing.json", rep)
     emit(rep, as_json, f"{rep['compression_ratio']:.2f}x ({rep['artefact_bytes']} bytes), test top-1 "

@@ -409,12 +409,16 @@ def measure_composition(original: nn.Module, result: ComposeResult, data: Any, p
                         compare: Callable | None = None, **compare_kw: Any) -> Any:
     """Measure the composition against the **untrimmed int8 baseline** (first) and the fp32 original.
 
+    The graphs are already in their precision (QDQ int8 or fp32), so they are timed on the ``fp32``
+    runner of the platform's runtime (:func:`~compactnet.search.methods.int8.timing_platform`): an
+    ``int8`` key's runner would quantize them again.
+
     Returns:
         The :class:`~compactnet.measure.Comparison` of ``[int8-baseline, composed, fp32-original]``;
         ``speedups[1]`` is the composition's speedup over the int8 baseline.
     """
     from compactnet.export import export_onnx
-    from compactnet.search.methods.int8 import quantize_model
+    from compactnet.search.methods.int8 import quantize_model, timing_platform
 
     base = quantize_model(original, data.train, n_calibration, seed, input_shape).int8_b1
     if result.int8 is not None:
@@ -422,7 +426,7 @@ def measure_composition(original: nn.Module, result: ComposeResult, data: Any, p
     else:
         composed = export_onnx(result.model, input_shape=input_shape).onnx_bytes
     fp32 = export_onnx(original, input_shape=input_shape).onnx_bytes
-    return compare_fn(compare)([base, composed, fp32], platform, names=["int8-baseline", "composed", "fp32-original"],
+    return compare_fn(compare)([base, composed, fp32], timing_platform(platform), names=["int8-baseline", "composed", "fp32-original"],
                                **compare_kw)
 
 

@@ -9,6 +9,11 @@ result is the platform precision ``int8`` graph (``ort-cpu-int8-t1`` runs this k
 Two pairs are produced: a dynamic-batch pair for accuracy (evaluated batched through onnxruntime)
 and a batch-1 pair for timing (the protocol's shape); MinMax calibration does not depend on the
 batch size, so both int8 graphs carry the same scales.
+
+Timing an already-quantized graph: the runners of an ``int8`` platform key quantize what they are
+given (with random calibration), so a QDQ graph handed to ``ort-cpu-int8-t1`` would be quantized
+again. Every helper here times the graphs on the ``fp32`` runner of the same runtime, provider and
+threads (:func:`timing_platform`), which runs each graph as it is, and records which one it used.
 """
 
 from __future__ import annotations
@@ -91,17 +96,61 @@ def quantize_model(model: nn.Module, train_split: Any, n_calibration: int = 256,
     return Int8Models(fp32, int8, fp32_b1, int8_b1, n, time.perf_counter() - t0)
 
 
+def timing_platform(platform: Any) -> Any:
+    """The platform (or runner) on which already-quantized graphs are timed as they are.
+
+    A platform key or :class:`~compactnet.spec.Platform` of another precision becomes the ``fp32``
+    platform of the same runtime, provider, threads and hardware (``ort-cpu-int8-t1`` ->
+    ``ort-cpu-fp32-t1``). A ready runner of onnxruntime or OpenVINO at ``int8`` (which quantizes its
+    input) is replaced by the ``fp32`` runner of its platform; other runners (the synthetic test
+    runtime, which never converts graphs) are returned as they are.
+    """
+    from dataclasses import replace
+
+    from compactnet.runtimes import Runner, get_runner
+    from compactnet.spec import Platform
+
+    if isinstance(platform, Runner):
+        plat = platform.platform
+        if plat.precision != "fp32" and plat.runtime in ("ort", "openvino"):
+            return get_runner(replace(plat, precision="fp32"))
+        return platform
+    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
+    return plat if plat.precision == "fp32" else replace(plat, precision="fp32")
+
+
+def _platform_label(platform: Any) -> str:
+    plat = getattr(platform, "platform", platform)
+    return getattr(plat, "key", str(plat))
+
+
+def seeded_limit(split: Any, limit: int | None, seed: int = 0) -> Any:
+    """A seeded random subset of ``limit`` images, kept in split order (the whole split when ``limit`` is None).
+
+    The stored splits are sorted by class, so the first ``limit`` images are a few classes only.
+    """
+    import numpy as np
+
+    from compactnet.data import Split
+
+    if limit is None or limit >= len(split):
+        return split
+    if limit < 1:
+        raise bad_value("limit", "a positive number of images", limit)
+    idx = np.sort(np.random.default_rng(seed).choice(len(split), int(limit), replace=False))
+    return Split(split.images[idx], split.labels[idx])
+
+
 def evaluate_onnx(model: bytes | str | Any, split: Any, batch_size: int = 250, limit: int | None = None,
-                  threads: int = 1) -> float:
+                  threads: int = 1, seed: int = 0) -> float:
     """Top-1 (percent) of an ONNX classifier on a split, by real onnxruntime inference (batched).
 
     The graph needs a dynamic batch dimension unless ``batch_size`` matches its fixed batch.
+    ``limit`` evaluates a seeded random subset of that many images (:func:`seeded_limit`).
     """
-    from compactnet.data import Split
     from compactnet.runtimes import OrtRunner
 
-    if limit is not None:
-        split = Split(split.images[:limit], split.labels[:limit])
+    split = seeded_limit(split, limit, seed)
     runner = OrtRunner(f"ort-cpu-fp32-t{max(1, int(threads))}")  # the graph is already in its precision
     x = normalised_images(split)
     correct = 0
@@ -115,13 +164,15 @@ def measure_int8_speedup(models: Int8Models, platform: Any = "ort-cpu-fp32-t1", 
                          **compare_kw: Any) -> Any:
     """fp32 vs int8 (batch-1 graphs) by the protocol; ``speedups[1]`` is the int8 speedup.
 
-    The int8 graph already holds its QDQ nodes, so both run on the same runner (an ``fp32`` key
-    feeds each graph as it is; ``ort-cpu-int8-t1`` would quantize the fp32 graph again with random
-    calibration).
+    The int8 graph already holds its QDQ nodes, so both run on the ``fp32`` runner of the
+    platform's runtime (:func:`timing_platform`: ``ort-cpu-int8-t1`` is timed on
+    ``ort-cpu-fp32-t1``, whose runner feeds each graph as it is; the int8 runner would quantize the
+    int8 graph again with random calibration).
     """
     if models.fp32_b1 is None or models.int8_b1 is None:
         raise bad_value("models", "an Int8Models made with timing_pair=True", "no batch-1 graphs")
-    return compare_fn(compare)([models.fp32_b1, models.int8_b1], platform, names=["fp32", "int8"], **compare_kw)
+    return compare_fn(compare)([models.fp32_b1, models.int8_b1], timing_platform(platform), names=["fp32", "int8"],
+                               **compare_kw)
 
 
 def int8_report(model: nn.Module, data: Any, platform: Any = None, n_calibration: int = 256, seed: int = 0,
@@ -144,10 +195,12 @@ def int8_report(model: nn.Module, data: Any, platform: Any = None, n_calibration
     if platform is not None:
         comp = measure_int8_speedup(models, platform, compare, **compare_kw)
         r, lo, hi = comp.speedups[1]
-        out["measured"] = {"speedup": r, "low": lo, "high": hi, "comparison": comp.to_dict()}
+        out["measured"] = {"speedup": r, "low": lo, "high": hi, "comparison": comp.to_dict(),
+                           "requested_platform": _platform_label(platform),
+                           "timed_on": _platform_label(timing_platform(platform))}
     out["_models"] = models
     return out
 
 
-__all__ = ["calibration_batches", "Int8Models", "quantize_model", "evaluate_onnx", "measure_int8_speedup",
-           "int8_report"]
+__all__ = ["calibration_batches", "Int8Models", "quantize_model", "timing_platform", "seeded_limit", "evaluate_onnx",
+           "measure_int8_speedup", "int8_report"]

@@ -387,6 +387,8 @@ def explore(model: nn.Module, val_split: Any, dataset_scale: float = 0.1, tolera
 
     if not 0 < tolerance <= 1:
         raise bad_value("tolerance", "a fraction in (0, 1], e.g. 0.99", tolerance)
+    if isinstance(dataset_scale, bool) or not isinstance(dataset_scale, (int, float)) or not 0 < dataset_scale <= 1:
+        raise bad_value("dataset_scale", "a fraction of the validation split in (0, 1], e.g. 0.1", dataset_scale)
     ladder = sorted({int(b) for b in ladder})
     if not ladder or ladder[0] < 1 or ladder[-1] > 16:
         raise bad_value("ladder", "index bits between 1 and 16", ladder)
@@ -515,6 +517,10 @@ def share_weights(model: nn.Module, data: Any, out_dir: str | Path, dataset_scal
     Writes ``out_dir/shared.safetensors`` (the artefact), ``out_dir/fp32.safetensors`` (the reference
     the ratio is taken against) and ``out_dir/weight_sharing.json`` (the report).
 
+    With ``max_size_bytes`` (passed to :func:`explore`, which checks an estimate of the payload) the
+    written artefact's real file size (header included) is checked too: an artefact over the
+    limit is deleted and :class:`~compactnet.errors.ConfigError` raised.
+
     Returns:
         Report: compression ratio from file bytes, bytes of each file, bits per weight per layer,
         exploration wall time and evaluations, top-1 (original and shared) on ``eval_split``.
@@ -531,6 +537,13 @@ def share_weights(model: nn.Module, data: Any, out_dir: str | Path, dataset_scal
     if not model_name:
         meta.pop("model")
     art = save_shared(out / "shared.safetensors", model, exp.config, clusterer, meta)
+    limit = explore_kw.get("max_size_bytes")
+    if limit is not None and art.stat().st_size > limit:
+        size = art.stat().st_size
+        art.unlink()
+        raise ConfigError(f"max_size: the weight-sharing artefact takes {size / 1e6:.6f} MB on disk ({size} bytes, "
+                          f"header included), above the {limit / 1e6:.6f} MB allowed (estimated "
+                          f"{exp.estimated_bytes} bytes); nothing was kept: allow more or lower the tolerance")
     ref_bytes = fp32_bytes(model, out)
     loaded = load_shared(art, copy.deepcopy(model))
     split = getattr(data, eval_split)

@@ -140,8 +140,8 @@ def test_publish_injected_measurers_content_layout(tmp_path, result_dir):
                     target_speedup=None, measure_latency=fake_latency,
                     measure_accuracy=lambda model: AccuracyResult(42.0, "original", "feedbeef"), catalogue=False)
     assert seen["args"][2] == "ort-cpu-fp32-t1"
-    # no target given: named after the measured speedup, rounded to one decimal
-    assert entry.name == "resnet20.cifar10.ort-cpu-fp32-t1.s1p8x"
+    # no target given: named after what the measurement guarantees, the lower bound 1.76 rounded down
+    assert entry.name == "resnet20.cifar10.ort-cpu-fp32-t1.s1p7x"
     assert entry.onnx.path == f"files/{entry.onnx.sha256}.onnx"
     assert entry.weights.path == f"files/{entry.weights.sha256}.safetensors"
     assert entry.hardware == "Fake CPU" and entry.metrics.runtime_version == "9.9"
@@ -175,3 +175,92 @@ def test_publish_rejects_mismatched_onnx(tmp_path, result_dir):
         publish(result_dir, tmp_path / "z" / "index.json", measure_latency=None,
                 measure_accuracy=lambda m: None)
     assert not (tmp_path / "z" / "index.json").exists()
+
+
+def _fake_latency(speedup, low, high, seen=None):
+    from compactnet.spec import Latency, Platform
+    from compactnet.zoo.publish import LatencyResult
+
+    def run(candidate, baseline, platform):
+        if seen is not None:
+            seen.append((candidate, baseline, platform))
+        return LatencyResult(Latency(0.5), speedup, low, high, Platform.parse(platform, hardware="Fake CPU"))
+
+    return run
+
+
+def test_a_target_name_the_measured_lower_bound_misses_needs_force(tmp_path, result_dir):
+    from compactnet.zoo.publish import AccuracyResult
+
+    acc = lambda m: AccuracyResult(40.0, "original", "h")  # noqa: E731
+    index = tmp_path / "z" / "index.json"
+    with pytest.raises(ConfigError, match=r"s1p5x.*lower bound 1\.45x.*force=True"):
+        publish(result_dir, index, measure_latency=_fake_latency(1.52, 1.45, 1.6), measure_accuracy=acc,
+                catalogue=False)                      # the report's target 1.5x names it
+    assert not index.exists()
+    forced = publish(result_dir, index, measure_latency=_fake_latency(1.52, 1.45, 1.6), measure_accuracy=acc,
+                     catalogue=False, force=True)
+    assert forced.name.endswith(".s1p5x") and forced.metrics.speedup_low == 1.45
+    met = publish(result_dir, index, measure_latency=_fake_latency(1.6, 1.5, 1.7), measure_accuracy=acc,
+                  catalogue=False, replace_existing=True)
+    assert met.name.endswith(".s1p5x")
+
+
+def test_an_int8_platform_needs_the_int8_graph_and_its_own_top1(tmp_path, result_dir, base_weights):
+    import onnx as onnx_lib
+
+    from compactnet.data import Split
+    from compactnet.export import export_onnx
+    from compactnet.models import load_weights
+    from compactnet.search.methods.int8 import quantize_model
+    from compactnet.zoo.publish import AccuracyResult
+
+    index = tmp_path / "z" / "index.json"
+    acc = lambda m: AccuracyResult(40.0, "original", "h")  # noqa: E731
+    with pytest.raises(ConfigError, match="int8_onnx=.*int8_accuracy="):
+        publish(result_dir, index, platform="ort-cpu-int8-t1", measure_latency=_fake_latency(3, 2.9, 3.1),
+                measure_accuracy=acc, catalogue=False)
+    # the QDQ graph of the trimmed weights (calibrated on a few real-looking images)
+    model = load_weights(create_model("resnet20", TRIMMED), result_dir / "weights.safetensors")
+    rng = np.random.default_rng(0)
+    train = Split(rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 10)
+    q = quantize_model(model, train, n_calibration=16)
+    (tmp_path / "m.int8.onnx").write_bytes(q.int8_b1)
+    base_q = quantize_model(create_model("resnet20"), train, n_calibration=16)
+    (tmp_path / "base.int8.onnx").write_bytes(base_q.int8_b1)
+    int8_acc = AccuracyResult(39.5, "original", "h8")
+    with pytest.raises(ConfigError, match="baseline_onnx"):
+        publish_model(result_dir / "weights.safetensors", "resnet20", index, "ort-cpu-int8-t1", TRIMMED,
+                      int8_onnx=tmp_path / "m.int8.onnx", int8_accuracy=int8_acc,
+                      measure_latency=_fake_latency(3, 2.9, 3.1), catalogue=False, tag="s2x")
+    export_onnx(model, tmp_path / "fp32.onnx")
+    from compactnet.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="not an int8"):
+        publish_model(result_dir / "weights.safetensors", "resnet20", index, "ort-cpu-int8-t1", TRIMMED,
+                      int8_onnx=tmp_path / "fp32.onnx", int8_accuracy=int8_acc, baseline_onnx=tmp_path / "base.int8.onnx",
+                      measure_latency=_fake_latency(3, 2.9, 3.1), catalogue=False, tag="s2x")
+    seen = []
+    e = publish_model(result_dir / "weights.safetensors", "resnet20", index, "ort-cpu-int8-t1", TRIMMED,
+                      int8_onnx=tmp_path / "m.int8.onnx", int8_accuracy=int8_acc,
+                      baseline_onnx=tmp_path / "base.int8.onnx", measure_latency=_fake_latency(3, 2.9, 3.1, seen),
+                      measure_accuracy=lambda m: pytest.fail("the torch model's top-1 is not the int8 graph's"),
+                      catalogue=False, tag="s2x")
+    # timed as they are on the fp32 runner of the runtime; the entry keeps the int8 key and figures
+    assert seen[0][2] == "ort-cpu-fp32-t1" and seen[0][1] == tmp_path / "base.int8.onnx"
+    assert e.platform == "ort-cpu-int8-t1" and e.metrics.top1 == 39.5 and e.metrics.test_hash == "h8"
+    stored = onnx_lib.load(str(tmp_path / "z" / e.onnx.path))
+    assert any(n.op_type == "QuantizeLinear" for n in stored.graph.node)
+
+
+def test_accuracy_limit_takes_a_seeded_random_subset(tmp_path):
+    from compactnet.data import Split
+    from compactnet.search.methods.int8 import seeded_limit
+
+    labels = np.repeat(np.arange(10), 20)                       # sorted by class, as the packed copy
+    split = Split(np.zeros((200, 32, 32, 3), np.uint8), labels)
+    sub = seeded_limit(split, 30, seed=0)
+    assert len(sub) == 30 and len(set(sub.labels.tolist())) >= 8   # not the first 30 (two classes)
+    assert np.all(np.diff(sub.labels) >= 0)                      # split order kept
+    assert np.array_equal(seeded_limit(split, 30, seed=0).labels, sub.labels)
+    assert seeded_limit(split, None) is split

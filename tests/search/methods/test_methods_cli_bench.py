@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from compactnet.errors import ConfigError
 from compactnet.models import create_model, save_weights
 from search_tiny import TINY_RESNET
 
@@ -52,7 +53,9 @@ def test_lowrank_command_speedup_config_and_single_layer(tiny_files, tmp_path):
                                       "--out", str(tmp_path / "c"), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["ranks"] == {"layers.0.conv1": 3}
     r = CliRunner().invoke(_group(), ["lowrank", *base, "--layer", "nope", "--rank", "3", "--out", str(tmp_path / "d")])
-    assert r.exit_code != 0
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "names layer 'nope', which the model does not have" in str(r.exception)
+    assert "layers.0.conv1" in str(r.exception)                 # the layers it could have named
     r = CliRunner().invoke(_group(), ["lowrank", *base, "--out", str(tmp_path / "e")])
     assert r.exit_code == 2 and "exactly one" in r.output
 
@@ -65,6 +68,11 @@ def test_share_and_quantize_commands(tiny_files, tmp_path, tiny_npz):
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert (tmp_path / "s" / "shared.safetensors").stat().st_size == rep["artefact_bytes"]
+    # a zero size limit is a limit (not "no limit"), and a scale above 1 is not read as a count
+    r = CliRunner().invoke(_group(), ["share", *base, "--max-size-mb", "0", "--out", str(tmp_path / "s0")])
+    assert isinstance(r.exception, ConfigError) and "max_size" in str(r.exception)
+    r = CliRunner().invoke(_group(), ["share", *base, "--dataset-scale", "2", "--out", str(tmp_path / "s2")])
+    assert isinstance(r.exception, ConfigError) and "dataset_scale" in str(r.exception)
     r = CliRunner().invoke(_group(), ["quantize", *base, "--calibration", "16", "--out", str(tmp_path / "q"),
                                       "--json"])
     assert r.exit_code == 0, r.output

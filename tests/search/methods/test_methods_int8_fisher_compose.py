@@ -178,3 +178,31 @@ def test_compose_with_int8_is_compared_with_the_untrimmed_int8_baseline(tiny_dat
     assert comp.speedups[1][0] > 1.0  # the composition has fewer MACs than the int8 baseline
     with pytest.raises(ConfigError, match="--methods"):
         compose(tiny_resnet(), tiny_data, MacsLatencyModel(), 2.0, methods=["prune"])
+
+
+def test_quantized_graphs_are_timed_on_the_fp32_runner_of_the_same_runtime(tiny_data):
+    from types import SimpleNamespace
+
+    from compactnet.runtimes import SyntheticRunner
+    from compactnet.search.methods.compose import ComposeResult, measure_composition
+
+    assert q8.timing_platform("ort-cpu-int8-t1").key == "ort-cpu-fp32-t1"
+    assert q8.timing_platform("openvino-cpu-int8-t2").key == "openvino-cpu-fp32-t2"
+    assert q8.timing_platform("ort-cpu-fp32-t1").key == "ort-cpu-fp32-t1"
+    syn = SyntheticRunner("synthetic-cpu-int8-t1")               # never converts graphs: kept as given
+    assert q8.timing_platform(syn) is syn
+    seen = []
+
+    def fake(models, platform, names=None, **kw):
+        seen.append((platform, names))
+        return SimpleNamespace(speedups=[(1.0, 1.0, 1.0)] * len(models), to_dict=lambda: {})
+
+    models = q8.quantize_model(tiny_resnet(), tiny_data.train, 16)
+    q8.measure_int8_speedup(models, "ort-cpu-int8-t1", compare=fake)
+    rep = q8.int8_report(tiny_resnet(), tiny_data, "ort-cpu-int8-t1", n_calibration=16, compare=fake, limit=8)
+    assert rep["measured"]["timed_on"] == "ort-cpu-fp32-t1" and rep["measured"]["requested_platform"] == "ort-cpu-int8-t1"
+    fields = ComposeResult.__dataclass_fields__
+    res = SimpleNamespace(model=tiny_resnet(), int8=b"x")
+    assert "int8" in fields
+    measure_composition(tiny_resnet(), res, tiny_data, "ort-cpu-int8-t1", n_calibration=16, compare=fake)
+    assert [p.key for p, _n in seen] == ["ort-cpu-fp32-t1"] * 3

@@ -194,3 +194,25 @@ def test_share_weights_ratio_from_file_bytes(tmp_path, tiny_data):
         assert torch.equal(loaded(x), shared(x))
     assert rep["test_top1_shared"] == pytest.approx(__import__("compactnet.train", fromlist=["evaluate"])
                                                     .evaluate(shared, tiny_data.test))
+
+
+def test_the_real_artefact_size_is_checked_and_an_oversized_one_removed(tmp_path, tiny_data):
+    from compactnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", TINY_RESNET).eval()
+    rep = ws.share_weights(model, tiny_data, tmp_path / "a", dataset_scale=1.0, max_evals=6)
+    size, est = rep["artefact_bytes"], rep["exploration"]["estimated_bytes"]
+    assert size > est                         # the header the estimate leaves out
+    # a limit the estimate meets but the file does not: refused, nothing left behind
+    with pytest.raises(ConfigError, match=r"max_size.*on disk"):
+        ws.share_weights(model, tiny_data, tmp_path / "b", dataset_scale=1.0, max_evals=6, max_size_bytes=size - 1)
+    assert not (tmp_path / "b" / "shared.safetensors").exists()
+    again = ws.share_weights(model, tiny_data, tmp_path / "c", dataset_scale=1.0, max_evals=6, max_size_bytes=size)
+    assert again["artefact_bytes"] == size
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.5, 2.0, 10, -0.1])
+def test_dataset_scale_must_be_a_fraction(scale):
+    with pytest.raises(ConfigError, match="dataset_scale"):
+        ws.explore(Tiny(), make_split(20, 0), dataset_scale=scale, evaluate=lambda m, s: 90.0)
