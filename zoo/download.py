@@ -353,7 +353,7 @@ def fetch_index(index_url: str | os.PathLike | None = None, cache_dir: str | os.
             hint = (" (the repository's index has no entries yet, or this is an installed package: pass "
                     f"--index URL, e.g. {INDEX_URL_FORM}, or set ${ENV_INDEX})") if path == REPO_INDEX else ""
             raise IndexFormatError(f"zoo index {path} does not exist{hint}")
-        return parse_index(path.read_text(encoding="utf-8"), str(path.resolve()))
+        return parse_index(path.read_bytes(), str(path.resolve()))
     copy_path = _index_copy(zoo_cache_dir(cache_dir), location)
     host = urlsplit(location).hostname or ""
     if urlsplit(location).scheme.lower() == "http" and host not in ("127.0.0.1", "localhost", "::1"):
@@ -362,7 +362,7 @@ def fetch_index(index_url: str | os.PathLike | None = None, cache_dir: str | os.
     if offline:
         if not copy_path.is_file():
             raise OfflineError(f"offline: no cached copy of the zoo index {location}; pull once online first")
-        index = parse_index(copy_path.read_text(encoding="utf-8"), location)
+        index = parse_index(copy_path.read_bytes(), location)
         return index
     try:
         req = urllib.request.Request(location, headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})

@@ -113,14 +113,18 @@ class ZooIndex:
 
 
 def parse_index(data: Any, source: str = "") -> ZooIndex:
-    """Build an index from parsed JSON (or JSON text / bytes).
+    """Build an index from parsed JSON (or JSON text / UTF-8 bytes).
 
     Raises:
-        IndexFormatError: Not an index, unknown schema version, malformed entry or duplicate name.
+        IndexFormatError: Bytes that are not UTF-8, not an index, unknown schema version, malformed entry or duplicate name.
     """
     where = f"zoo index {source}".rstrip()
     if isinstance(data, (bytes, bytearray)):
-        data = data.decode("utf-8", errors="replace")
+        try:
+            data = bytes(data).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise IndexFormatError(f"{where} is not UTF-8 text (byte {exc.start}: {exc.reason}); an index is UTF-8 "
+                                   "JSON") from exc
     if isinstance(data, str):
         try:
             data = json.loads(data)
@@ -158,7 +162,7 @@ def load_index(path: str | os.PathLike) -> ZooIndex:
     p = Path(path)
     if not p.is_file():
         raise IndexFormatError(f"zoo index {p} does not exist; pass --index PATH or URL")
-    return parse_index(p.read_text(encoding="utf-8"), str(p))
+    return parse_index(p.read_bytes(), str(p))  # decoded (and refused when not UTF-8) in one place
 
 
 def save_index(index: ZooIndex, path: str | os.PathLike) -> Path:

@@ -195,9 +195,9 @@ def read_result_dir(result_dir: str | os.PathLike) -> SearchResult:
     report: Mapping[str, Any] = {}
     if (root / "report.json").is_file():
         try:
-            report = json.loads((root / "report.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{root / 'report.json'} is not valid JSON ({exc.msg})") from exc
+            report = json.loads((root / "report.json").read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{root / 'report.json'} is not valid UTF-8 JSON ({getattr(exc, 'msg', exc)})") from exc
     weights = sorted(root.glob("*.safetensors"))
     if len(weights) > 1:
         preferred = [w for w in weights if w.stem in ("weights", "model", "trimmed")]
@@ -209,9 +209,9 @@ def read_result_dir(result_dir: str | os.PathLike) -> SearchResult:
     chan_files = [p for p in sorted(root.glob("*.json")) if "channel" in p.stem]
     if chan_files:
         try:
-            channels = json.loads(chan_files[0].read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{chan_files[0]} is not valid JSON ({exc.msg})") from exc
+            channels = json.loads(chan_files[0].read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{chan_files[0]} is not valid UTF-8 JSON ({getattr(exc, 'msg', exc)})") from exc
     if channels is None:
         rep_channels = report.get("channels") if isinstance(report, Mapping) else None
         channels = rep_channels.get("config") if isinstance(rep_channels, Mapping) and "config" in rep_channels \

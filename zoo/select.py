@@ -163,7 +163,8 @@ def rank(index: ZooIndex, platform_key: str, latency_ms: float | None = None, sp
         cands = []
         for e in measured:
             m = e.metrics
-            low = m.speedup_low if m.speedup_low is not None else m.speedup
+            # a speedup target holds only on a measured lower bound; the untrimmed base is 1.0 by definition
+            low = m.speedup_low if m.speedup_low is not None else (1.0 if e.tag.split("-", 1)[0] == "base" else None)
             cands.append(Candidate(e, m.latency_ms, m.speedup, low, m.top1, False,
                                    _meets(m.latency_ms, low, latency_ms, speedup)))
         return _order(cands), False

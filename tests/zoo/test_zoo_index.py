@@ -88,3 +88,17 @@ def test_format_table_and_entry():
     assert format_table([]) == "(no entries)"
     info = format_entry(idx.get(B))
     assert B in info and "opset 17" in info and "airplane" in info and "compactnet optimize" in info
+
+
+def test_an_index_that_is_not_utf8_is_an_index_format_error(tmp_path):
+    from compactnet.zoo.download import fetch_index
+    from compactnet.zoo.index import load_index
+
+    bad = tmp_path / "index.json"
+    bad.write_bytes(b'{"schema_version": 1, "entries": [], "note": "caf\xe9"}')   # latin-1, not UTF-8
+    with pytest.raises(IndexFormatError, match="not UTF-8"):
+        load_index(bad)
+    with pytest.raises(IndexFormatError, match="not UTF-8"):
+        fetch_index(str(bad), tmp_path / "cache")
+    with pytest.raises(IndexFormatError, match="not UTF-8"):
+        fetch_index(bad.as_uri(), tmp_path / "cache")

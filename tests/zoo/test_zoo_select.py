@@ -106,3 +106,23 @@ def test_predicted_ranking_for_unknown_platform():
             return predictor(spec)
 
     assert best(index, "ncnn-cpu-fp32-t1", speedup=3.0, predictor=P()).entry == sel.entry
+
+
+def test_a_missing_lower_bound_never_meets_a_speedup_budget():
+    from dataclasses import replace
+
+    def no_low(e):
+        return replace(e, metrics=replace(e.metrics, speedup_low=None, speedup_high=None))
+
+    index = ZooIndex((
+        no_low(make_entry(f"resnet20.cifar10.{K}.base", top1=92.0, latency_ms=1.0, speedup=1.0)),
+        no_low(make_entry(f"resnet20.cifar10.{K}.s2x", top1=91.0, latency_ms=0.5, speedup=2.0, weights_bytes=b"b")),
+        make_entry(f"resnet20.cifar10.{K}.s1p5x", top1=89.0, latency_ms=0.6, speedup=1.7, speedup_low=1.6,
+                   weights_bytes=b"a"),
+    ))
+    # s2x reports 2.0x with no interval: its point estimate does not count as a lower bound
+    assert best(index, K, speedup=1.5, hardware=HW).entry.name == f"resnet20.cifar10.{K}.s1p5x"
+    # the untrimmed base counts as exactly 1.0
+    sel = best(index, K, speedup=1.0, hardware=HW)
+    assert sel.entry.name == f"resnet20.cifar10.{K}.base"
+    assert {c.entry.name: c.meets_budget for c in sel.candidates}[f"resnet20.cifar10.{K}.s2x"] is False
