@@ -16,6 +16,8 @@ import io
 import logging
 import os
 import pickle
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,9 @@ VAL_SIZE = 5000
 SPLIT_SEED = 0
 ENV_VAR = "COMPACTNET_DATA"
 _REPO_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-jpeg.npz"
+_ARRAY_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+#: What NumPy raises on a missing, truncated or corrupt ``.npz`` (zip) file.
+_NPZ_ERRORS = (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -78,28 +83,40 @@ def split_hash(split: Split) -> str:
 
 
 def resolve_data_path(path: str | os.PathLike | None = None) -> Path:
-    """Find the data set: ``path``, then ``$COMPACTNET_DATA``, then the development copy.
+    """Find the data set: ``path`` if given, else ``$COMPACTNET_DATA`` if set, else the development copy.
+
+    Only one place is looked at: a path given explicitly (or through ``$COMPACTNET_DATA``) that does
+    not exist is an error, never a silent fall-back to another copy.
 
     Raises:
-        DataError: Nothing is found; the message says where to put the data.
+        DataError: Nothing is found there; the message says where to put the data.
     """
-    candidates = [Path(p) for p in (path, os.environ.get(ENV_VAR)) if p]
-    if not candidates:
-        candidates = [_REPO_DEFAULT]
-    for p in candidates:
-        if p.exists():
-            return p
+    if path is not None and str(path) != "":
+        where, how = Path(path), "the path given"
+    elif os.environ.get(ENV_VAR):
+        where, how = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    else:
+        where, how = _REPO_DEFAULT, "the default location"
+    if where.exists():
+        return where
     raise DataError(
-        f"CIFAR-10 not found at {candidates[0]}: pass --data PATH (or set ${ENV_VAR}) to the "
+        f"CIFAR-10 not found at {where} ({how}): pass --data PATH (or set ${ENV_VAR}) to the "
         "'cifar-10-batches-py' folder or a 'cifar10-jpeg.npz' file; CompactNet never downloads data"
     )
 
 
+def home_dir() -> Path:
+    """CompactNet's own folder: ``$COMPACTNET_HOME`` if set, else the user cache ``~/.cache/compactnet``
+    (``$XDG_CACHE_HOME/compactnet``). Predictors go to ``home_dir() / "predictors"``."""
+    home = os.environ.get("COMPACTNET_HOME")
+    if home:
+        return Path(home)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compactnet"
+
+
 def cache_dir() -> Path:
     """Folder for decoded arrays and other caches (``$COMPACTNET_HOME/cache`` or the user cache)."""
-    home = os.environ.get("COMPACTNET_HOME")
-    base = Path(home) if home else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "compactnet"
-    return base / "cache" if home else base
+    return home_dir() / "cache" if os.environ.get("COMPACTNET_HOME") else home_dir()
 
 
 def load_cifar10(path: str | os.PathLike | None = None, use_cache: bool = True) -> Cifar10:
@@ -155,36 +172,47 @@ def _cached_arrays(src: Path, use_cache: bool) -> dict[str, np.ndarray]:
     if cache is not None and cache.exists():
         try:
             with np.load(cache, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError):
+                cached = {k: z[k] for k in z.files}
+            if all(k in cached for k in _ARRAY_KEYS):
+                return cached
+            log.warning("decoded cache %s lacks arrays; decoding again", cache)
+        except _NPZ_ERRORS:
             log.warning("decoded cache %s is unreadable; decoding again", cache)
     arrays = _read_original(src) if src.is_dir() else _read_packed(src)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(cache)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, **arrays)
+            tmp.replace(cache)
+        except OSError as exc:
+            log.warning("cannot write the decoded cache %s (%s); continuing without it", cache, exc)
+            tmp.unlink(missing_ok=True)
     return arrays
 
 
 def _read_packed(src: Path) -> dict[str, np.ndarray]:
     from PIL import Image
 
+    if not zipfile.is_zipfile(src):
+        raise DataError(f"{src} is not a readable CIFAR-10 JPEG archive: not an .npz (zip) file, or a truncated one")
     try:
-        z = np.load(src, allow_pickle=False)
         out = {}
-        for split in ("train", "test"):
-            jpeg, offsets, labels = z[f"{split}_jpeg"], z[f"{split}_offsets"], z[f"{split}_labels"]
-            if len(offsets) != len(labels) + 1:
-                raise DataError(f"{src}: {split}_offsets has {len(offsets)} entries for {len(labels)} labels")
-            images = np.empty((len(labels), 32, 32, 3), np.uint8)
-            for i in range(len(labels)):
-                img = Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
-                images[i] = np.asarray(img)
-            out[f"{split}_images"], out[f"{split}_labels"] = images, labels.astype(np.uint8)
+        with np.load(src, allow_pickle=False) as z:
+            for split in ("train", "test"):
+                jpeg, offsets, labels = z[f"{split}_jpeg"], z[f"{split}_offsets"], z[f"{split}_labels"]
+                if len(offsets) != len(labels) + 1:
+                    raise DataError(f"{src}: {split}_offsets has {len(offsets)} entries for {len(labels)} labels")
+                images = np.empty((len(labels), 32, 32, 3), np.uint8)
+                for i in range(len(labels)):
+                    img = Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
+                    if img.size != (32, 32):
+                        raise DataError(f"{src}: {split} image {i} is {img.size[0]}x{img.size[1]}, not 32x32")
+                    images[i] = np.asarray(img)
+                out[f"{split}_images"], out[f"{split}_labels"] = images, labels.astype(np.uint8)
     except DataError:
         raise
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (*_NPZ_ERRORS, EOFError) as exc:
         raise DataError(f"{src} is not a readable CIFAR-10 JPEG archive ({type(exc).__name__}: {exc}); "
                         "expected keys train_jpeg, train_offsets, train_labels, test_*") from exc
     _check_counts(src, out)
@@ -232,8 +260,12 @@ def _read_original(src: Path) -> dict[str, np.ndarray]:
             if not f.exists():
                 raise DataError(f"{src} lacks {name}: expected the 'cifar-10-batches-py' folder")
             d = read_batch_file(f)
-            xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            ys.append(np.asarray(d[b"labels"], np.uint8))
+            data, labels = np.asarray(d[b"data"]), np.asarray(d[b"labels"])
+            if labels.ndim != 1 or data.size != 3072 * len(labels) or data.dtype.kind not in "ui":
+                raise DataError(f"{f}: b'data' holds {data.size} {data.dtype} values for {labels.size} labels; "
+                                f"a CIFAR-10 batch holds 3072 uint8 values (32x32x3) per label")
+            xs.append(data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            ys.append(labels.astype(np.uint8))
         out[f"{split}_images"], out[f"{split}_labels"] = np.concatenate(xs), np.concatenate(ys)
     _check_counts(src, out)
     return out

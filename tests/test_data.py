@@ -72,3 +72,59 @@ def test_split_hash_changes_with_content(tiny_npz):
     h = split_hash(ds.test)
     ds.test.images[0, 0, 0, 0] ^= 1
     assert split_hash(ds.test) != h
+
+
+def test_explicit_path_never_falls_back_to_the_env_var(tiny_npz, tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPACTNET_DATA", str(tiny_npz))
+    assert resolve_data_path(None) == tiny_npz  # no path: the env var
+    with pytest.raises(DataError, match="nope.npz"):
+        resolve_data_path(tmp_path / "nope.npz")  # a path given is the only place looked at
+    monkeypatch.setenv("COMPACTNET_DATA", str(tmp_path / "gone.npz"))
+    with pytest.raises(DataError, match="gone.npz"):
+        resolve_data_path(None)
+
+
+@pytest.mark.parametrize("cut", ["truncated", "corrupted"])
+def test_truncated_or_corrupted_real_archive_is_a_data_error(tiny_npz, tmp_path, cut):
+    data = tiny_npz.read_bytes()
+    if cut == "truncated":
+        data = data[: len(data) // 2]
+    else:  # a burst of zeros inside the first member: the zip's CRC check fails
+        data = data[:2000] + b"\0" * 500 + data[2500:]
+    bad = tmp_path / "bad" / "cifar10-jpeg.npz"
+    bad.parent.mkdir()
+    bad.write_bytes(data)
+    with pytest.raises(DataError, match="not a readable"):
+        load_cifar10(bad)
+
+
+def test_corrupt_cache_is_decoded_again(tiny_npz, caplog):
+    from compactnet.data import cache_dir
+
+    first = load_cifar10(tiny_npz)
+    (cache,) = cache_dir().glob("cifar10-*.npz")
+    cache.write_bytes(cache.read_bytes()[:1000])  # truncated cache
+    with caplog.at_level("WARNING", logger="compactnet.data"):
+        again = load_cifar10(tiny_npz)
+    assert "decoding again" in caplog.text
+    assert np.array_equal(first.train.images, again.train.images) and first.test_hash == again.test_hash
+    assert np.load(cache)["test_labels"].shape == (50,)  # rewritten whole
+
+
+def test_batch_with_wrong_data_size_is_a_data_error(tiny_batches):
+    f = tiny_batches / "data_batch_2"
+    d = read_batch_file(f)
+    d[b"data"] = d[b"data"][:, :3000]  # 3000 values per image instead of 3072
+    f.write_bytes(pickle.dumps(d, protocol=2))
+    with pytest.raises(DataError, match="3072"):
+        load_cifar10(tiny_batches, use_cache=False)
+
+
+def test_home_and_cache_folders(tmp_path, monkeypatch):
+    from compactnet.data import cache_dir, home_dir
+
+    monkeypatch.setenv("COMPACTNET_HOME", str(tmp_path / "home"))
+    assert home_dir() == tmp_path / "home" and cache_dir() == tmp_path / "home" / "cache"
+    monkeypatch.delenv("COMPACTNET_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert home_dir() == tmp_path / "xdg" / "compactnet" and cache_dir() == home_dir()
