@@ -5,6 +5,9 @@ for one model):
 
 * batch 1, the model's own input shape, the platform's precision and threads (see
   :mod:`compactnet.runtimes`; one intra-op thread in the ``-t1`` keys);
+* every ONNX model compared is exported the same way (default-domain opset 17, IR version ≤ 10,
+  as :func:`compactnet.export.export_onnx` writes); a model that is not is logged as a warning and
+  the comparison records it (``export_ok=False`` with ``export_notes``);
 * the models are loaded (compiled) once, warmed up, then timed **interleaved** in the same process
   in ``rounds`` (≥ 7) rounds. Each round visits the models in a freshly shuffled (seeded) order and
   times ``runs`` back-to-back calls of each model (``interleave="block"``, the default);
@@ -51,6 +54,10 @@ log = logging.getLogger(__name__)
 MIN_ROUNDS = 7
 #: Default ceiling of CPU cores kept busy by other processes.
 MAX_LOAD = 0.5
+#: The export rule: every model compared is written at this default-domain opset ...
+PROTOCOL_OPSET = 17
+#: ... and at most this IR version (onnxruntime 1.31 refuses newer).
+PROTOCOL_MAX_IR = 10
 BUSY_POLICIES = ("refuse", "flag", "ignore")
 INTERLEAVE_MODES = ("block", "run")
 
@@ -329,6 +336,10 @@ class Comparison:
         level: Coverage of the speedup intervals.
         max_load: The load ceiling applied.
         loadavg: 1-minute load average at the end, for reference.
+        export_ok: Every ONNX model compared was exported as the protocol requires (default-domain
+            opset 17, IR version <= 10); False when one was not (see ``export_notes``). Models that
+            are not ONNX (specs timed by the synthetic runtime) are not checked.
+        export_notes: One line per model that breaks the export rule, naming it and what it has.
     """
 
     platform: Platform
@@ -346,9 +357,12 @@ class Comparison:
     level: float = 0.95
     max_load: float = MAX_LOAD
     loadavg: float = math.nan
+    export_ok: bool = True
+    export_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "export_notes", tuple(str(n) for n in self.export_notes))
         object.__setattr__(self, "latencies", tuple(self.latencies))
         object.__setattr__(self, "speedups", tuple(tuple(float(x) for x in s) for s in self.speedups))
         if not (len(self.names) == len(self.latencies) == len(self.speedups)):
@@ -387,7 +401,8 @@ class Comparison:
                 "load": nan(self.load), "busy": self.busy, "when": self.when, "rounds": self.rounds,
                 "runs": self.runs, "warmup": self.warmup, "seed": self.seed, "interleave": self.interleave,
                 "level": self.level, "max_load": self.max_load, "loadavg": nan(self.loadavg),
-                "protocol_ok": self.protocol_ok}
+                "protocol_ok": self.protocol_ok, "export_ok": self.export_ok,
+                "export_notes": list(self.export_notes)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Comparison":
@@ -399,14 +414,16 @@ class Comparison:
                    un(d.get("load")), bool(d["busy"]), d["when"], int(d.get("rounds", MIN_ROUNDS)),
                    int(d.get("runs", 40)), int(d.get("warmup", 10)), int(d.get("seed", 0)),
                    d.get("interleave", "block"), float(d.get("level", 0.95)),
-                   float(d.get("max_load", MAX_LOAD)), un(d.get("loadavg")))
+                   float(d.get("max_load", MAX_LOAD)), un(d.get("loadavg")), bool(d.get("export_ok", True)),
+                   tuple(d.get("export_notes", ())))
 
     def table(self) -> str:
         """A plain-text table: latency, spread and speedup with its interval per model."""
         width = max(8, *(len(n) for n in self.names))
         state = f"load {self.load:.2f}" + (" BUSY (flagged)" if self.busy else "")
         head = (f"{self.platform.describe()} · {self.rounds} rounds × {self.runs} runs · {state}"
-                + ("" if self.rounds >= MIN_ROUNDS else f" · fewer than {MIN_ROUNDS} rounds"))
+                + ("" if self.rounds >= MIN_ROUNDS else f" · fewer than {MIN_ROUNDS} rounds")
+                + ("" if self.export_ok else " · NOT EXPORTED BY THE PROTOCOL: " + "; ".join(self.export_notes)))
         pct = int(round(self.level * 100))
         lines = [head, f"{'model':<{width}}  {'median ms':>10}  {'IQR of rounds':>17}  speedup [{pct}% CI]"]
         for name, lat, (r, lo, hi) in zip(self.names, self.latencies, self.speedups):
@@ -479,6 +496,10 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
         raise bad_value("names", f"{len(models)} distinct names, one per model", names)
     runner = platform if isinstance(platform, Runner) else get_runner(platform)
     policy = busy if runner.apply_load_policy else "ignore"
+    export_notes = [n for n in (_export_note(m, name) for m, name in zip(models, names)) if n]
+    if export_notes:
+        log.warning("models not exported as the protocol requires (opset %d, IR <= %d); their comparison is "
+                    "recorded with export_ok=False: %s", PROTOCOL_OPSET, PROTOCOL_MAX_IR, "; ".join(export_notes))
     if rounds < MIN_ROUNDS:
         log.warning("%d rounds is fewer than the protocol's %d: the figures are not protocol measurements",
                     rounds, MIN_ROUNDS)
@@ -512,7 +533,42 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
     speedups[0] = (1.0, 1.0, 1.0)
     return Comparison(runner.platform, tuple(names), tuple(latencies), tuple(speedups), float(load),
                       bool(is_busy), when, int(rounds), int(runs), int(warmup), int(seed), interleave,
-                      float(level), float(max_load), loadavg_1min())
+                      float(level), float(max_load), loadavg_1min(), not export_notes, tuple(export_notes))
+
+
+def onnx_versions(model: Any) -> tuple[int, int] | None:
+    """``(default-domain opset, IR version)`` of an ONNX model given as a path, bytes or ``ModelProto``.
+
+    Returns:
+        None for anything that is not a readable ONNX model (the runtime reports unreadable files).
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        if isinstance(model, onnx.ModelProto):
+            proto = model
+        elif isinstance(model, (bytes, bytearray, memoryview)):
+            proto = onnx.load_from_string(bytes(model))
+        elif isinstance(model, (str, os.PathLike)):
+            proto = onnx.load(os.fspath(model), load_external_data=False)
+        else:
+            return None
+    except (DecodeError, ValueError, OSError):
+        return None
+    opset = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return opset, int(proto.ir_version)
+
+
+def _export_note(model: Any, name: str) -> str | None:
+    """A line saying how ``model`` breaks DESIGN's export rule, or None when it follows it (or is not ONNX)."""
+    versions = onnx_versions(model)
+    if versions is None:
+        return None
+    opset, ir = versions
+    if opset == PROTOCOL_OPSET and ir <= PROTOCOL_MAX_IR:
+        return None
+    return f"{name}: opset {opset}, IR {ir}"
 
 
 def measure(model: Any, platform: Any, **kw: Any) -> Latency:
@@ -524,7 +580,9 @@ def reached(comparison: Comparison, index: int | str, target: float) -> bool:
     """Whether model ``index`` reaches a target speedup over the first model.
 
     A target is reached when the lower bound of the speedup's bootstrap interval is at least the
-    target. A comparison flagged as taken on a busy machine reaches nothing.
+    target and the comparison is a protocol measurement (:attr:`Comparison.protocol_ok`: at least
+    7 rounds on a machine that was not busy). A comparison with fewer rounds or flagged as taken on a
+    busy machine reaches nothing.
 
     Raises:
         ConfigError: A non-positive target or an unknown model.
@@ -532,8 +590,9 @@ def reached(comparison: Comparison, index: int | str, target: float) -> bool:
     if not target > 0:
         raise bad_value("target", "a positive speedup, e.g. 1.5", target)
     _, low, _ = comparison.speedup(index)
-    return (not comparison.busy) and low >= target
+    return comparison.protocol_ok and low >= target
 
 
 __all__ = ["time_interleaved", "round_medians", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
-           "LoadMonitor", "Comparison", "compare", "measure", "reached", "MIN_ROUNDS", "MAX_LOAD"]
+           "LoadMonitor", "Comparison", "compare", "measure", "reached", "onnx_versions", "MIN_ROUNDS", "MAX_LOAD",
+           "PROTOCOL_OPSET", "PROTOCOL_MAX_IR"]

@@ -7,6 +7,7 @@ import logging
 import math
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -193,6 +194,43 @@ def test_reached_uses_lower_bound():
         reached(cmp, 1, 0)
     with pytest.raises(ConfigError):
         reached(cmp, "c", 1.5)
+
+
+def test_reached_requires_a_protocol_measurement():
+    plat = Platform("synthetic", hardware="synthetic")
+    lat = Latency(1.0, 0.9, 1.1, 10, (1.0,) * 3)
+    speedups = ((1, 1, 1), (2.0, 1.8, 2.2))
+    few = Comparison(plat, ("a", "b"), (lat, lat), speedups, 0.0, False, "now", rounds=3)
+    assert not few.protocol_ok and not reached(few, 1, 1.5)  # 3 rounds is not the protocol
+    enough = Comparison(plat, ("a", "b"), (lat, lat), speedups, 0.0, False, "now", rounds=7)
+    assert enough.protocol_ok and reached(enough, 1, 1.5)
+    busy = Comparison(plat, ("a", "b"), (lat, lat), speedups, 0.9, True, "now", rounds=7)
+    assert not busy.protocol_ok and not reached(busy, 1, 1.5)
+
+
+def test_compare_records_models_not_exported_by_the_protocol(caplog):
+    from compactnet.export import export_onnx
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    good = export_onnx(conv, input_shape=(1, 3, 8, 8), check=False).onnx_bytes
+    old_opset = export_onnx(conv, input_shape=(1, 3, 8, 8), opset=13, check=False).onnx_bytes
+    assert M.onnx_versions(good) == (17, 10) and M.onnx_versions(old_opset) == (13, 10)
+    runner = SyntheticRunner(seed=0)
+    with caplog.at_level(logging.WARNING, logger="compactnet.measure"):
+        ok = compare([good, good], runner, names=["a", "b"], rounds=7, runs=3, warmup=0)
+    assert ok.export_ok and ok.export_notes == () and "opset" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="compactnet.measure"):
+        bad = compare([good, old_opset], runner, names=["a", "b"], rounds=7, runs=3, warmup=0)
+    assert not bad.export_ok and bad.export_notes == ("b: opset 13, IR 10",)
+    assert "b: opset 13" in caplog.text and "NOT EXPORTED BY THE PROTOCOL" in bad.table()
+    again = Comparison.from_dict(json.loads(json.dumps(bad.to_dict())))
+    assert again == bad and again.to_dict()["export_ok"] is False
+    newer_ir = onnx.load_from_string(good)
+    newer_ir.ir_version = 11
+    assert M._export_note(newer_ir, "c") == "c: opset 17, IR 11"
+    # specs timed by the synthetic runtime are not ONNX: nothing to check
+    assert compare([SMALL], runner, rounds=7, runs=2, warmup=0).export_ok
 
 
 def test_compare_rejects_bad_arguments():
