@@ -93,7 +93,9 @@ def export_onnx(model, path: str | os.PathLike | None = None,
     """Export a torch model to ONNX the protocol's way and check it against onnxruntime.
 
     The model is exported in eval mode (its training flag is restored afterwards), with the
-    TorchScript exporter and constant folding, input ``input`` and output ``logits``.
+    TorchScript exporter and constant folding, input ``input`` and output ``logits``. A registered
+    model (``mobilenetv2``, ``resnet20``, ``vgg16``) gets its registry name as the ``architecture``
+    metadata property, so specs extracted from the file name it as the torch model does.
 
     Args:
         model: A ``torch.nn.Module`` taking one NCHW float tensor.
@@ -158,6 +160,10 @@ def export_onnx(model, path: str | os.PathLike | None = None,
 
     proto = onnx.load_from_string(buf.getvalue())
     proto.ir_version = ir
+    architecture = _registry_name(model)
+    if architecture is not None:
+        # Lets network_spec_from_onnx (and `compactnet spec`) name the architecture as torch does.
+        onnx.helper.set_model_props(proto, {"architecture": architecture})
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -192,6 +198,16 @@ def export_onnx(model, path: str | os.PathLike | None = None,
         out_path = Path(path)
         _atomic_write(out_path, data)
     return ExportResult(data, out_path, diff, int(graph_opset), ir, shape, bool(dynamic_batch))
+
+
+def _registry_name(model) -> str | None:
+    """Registry name of a registered CompactNet model, None for any other module."""
+    from compactnet.models import model_name_of
+
+    try:
+        return model_name_of(model)
+    except ConfigError:
+        return None
 
 
 def _ort_outputs(data: bytes, x: np.ndarray) -> np.ndarray:

@@ -749,8 +749,17 @@ def network_spec_from_onnx(path_or_model: Any, architecture: str | None = None) 
         if op == "Conv":
             if len(in_shape) != 4 or node.input[0] != act_in[0] or node.input[1] in active:
                 raise UnsupportedOpError(f"{where}: only 2-D convolutions with constant weights are supported")
-            w_shape = shapes.get(node.input[1]) or tuple(const_value(node.input[1]).shape)
-            kernel = tuple(int(k) for k in (_attr(node, "kernel_shape") or w_shape[2:]))
+            kernel_attr = _attr(node, "kernel_shape")
+            if kernel_attr:
+                kernel = tuple(int(k) for k in kernel_attr)
+            else:
+                w_value = const_value(node.input[1])
+                w_shape = shapes.get(node.input[1]) or (tuple(np.shape(w_value)) if w_value is not None else None)
+                if not w_shape or len(w_shape) != 4:
+                    raise UnsupportedOpError(
+                        f"{where}: the kernel size is unknown (no kernel_shape attribute, and weight "
+                        f"{node.input[1]!r} has neither an inferred shape nor a constant value)")
+                kernel = tuple(int(k) for k in w_shape[2:])
             stride = tuple(int(s) for s in (_attr(node, "strides") or (1, 1)))
             if any(int(d) != 1 for d in (_attr(node, "dilations") or ())):
                 raise UnsupportedOpError(f"{where}: dilated convolutions are not supported")
@@ -1008,6 +1017,57 @@ def groups_for_config(model_name: str, spec: NetworkSpec, config: Any = None) ->
     return {g: w for g, w in out.items() if g not in fixed}
 
 
+def random_config(model_name: str, rng: Any = None, low: float = 0.3, high: float = 1.0, base: Any = None) -> Any:
+    """A random valid trim of a registered model's channel configuration.
+
+    Each independent width of ``base`` (default: the untrimmed model) is scaled by a factor drawn
+    uniformly from ``[low, high]`` and rounded (at least 1): per stage for MobileNetV2's block widths
+    (blocks of a stage share one width) and its last conv, expansion widths derived as in the paper;
+    per stage and per block inner width for ResNet-20; per conv for VGG-16. Used to pick networks
+    spanning the sizes a search visits, e.g. to calibrate a latency predictor on whole networks.
+
+    Args:
+        model_name: Registry name.
+        rng: A ``numpy.random.Generator`` or a seed.
+        low: Smallest width factor (0 < low <= high <= 1).
+        high: Largest width factor.
+        base: Configuration to trim (anything :func:`compactnet.models.parse_channels` accepts).
+
+    Returns:
+        The model's configuration object (e.g. a ``MobileNetV2Config``).
+
+    Raises:
+        ConfigError: An unknown model or factors outside ``0 < low <= high``.
+    """
+    import numpy as np
+
+    from compactnet.models import get_entry, parse_channels
+
+    if not 0 < low <= high:
+        raise bad_value("low/high", "0 < low <= high", (low, high))
+    entry = get_entry(model_name)
+    cfg = parse_channels(entry.name, base)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+    def scaled(widths: Sequence[int], factors: Sequence[float]) -> tuple[int, ...]:
+        return tuple(max(1, int(round(w * f))) for w, f in zip(widths, factors))
+
+    if entry.name == "mobilenetv2":
+        from compactnet.models.mobilenetv2 import stage_of_width_index
+
+        stages = stage_of_width_index()
+        per_stage = {st: float(gen.uniform(low, high)) for st in sorted(set(stages))}
+        return replace(cfg, widths=scaled(cfg.widths, [per_stage[st] for st in stages]), hidden=None,
+                        last=max(1, int(round(cfg.last * gen.uniform(low, high)))))
+    if entry.name == "resnet20":
+        inner = cfg.inner_widths()
+        return replace(cfg, stages=scaled(cfg.stages, gen.uniform(low, high, len(cfg.stages))),
+                        inner=scaled(inner, gen.uniform(low, high, len(inner))))
+    if entry.name == "vgg16":
+        return replace(cfg, widths=scaled(cfg.widths, gen.uniform(low, high, len(cfg.widths))))
+    raise bad_value("model_name", "mobilenetv2, resnet20 or vgg16", model_name)  # pragma: no cover
+
+
 @functools.lru_cache(maxsize=16)
 def _base_spec(name: str, num_classes: int) -> NetworkSpec:
     from compactnet.models import create_model, get_entry
@@ -1126,4 +1186,4 @@ def mobilenetv2_units(spec_or_config: Any = None, include_last: bool = True,
 
 
 __all__ = ["network_spec_from_torch", "network_spec_from_onnx", "network_spec", "same_layers",
-           "layer_differences", "groups_for_config", "spec_for", "mobilenetv2_units", "INPUT_GROUP"]
+           "layer_differences", "groups_for_config", "spec_for", "random_config", "mobilenetv2_units", "INPUT_GROUP"]

@@ -45,6 +45,12 @@ def test_export_parity_opset_ir(name, tmp_path):
     assert [i.name for i in proto.graph.input] == ["input"]
     assert [o.name for o in proto.graph.output] == ["logits"]
     assert res.path == tmp_path / f"{name}.onnx" and res.path.read_bytes() == res.onnx_bytes
+    assert {p.key: p.value for p in proto.metadata_props}.get("architecture") == name
+
+
+def test_unregistered_model_gets_no_architecture_metadata():
+    proto = export_onnx(_tiny(), check=False).model
+    assert "architecture" not in {p.key for p in proto.metadata_props}
 
 
 def test_ir_version_is_clipped_and_validated():

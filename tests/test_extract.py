@@ -404,3 +404,35 @@ def test_mobilenetv2_units_follow_a_configuration_and_with_channels():
     assert retargeted.layers[:18] == units
     with pytest.raises(ConfigError, match="MobileNetV2 structure"):
         mobilenetv2_units(spec_for("resnet20"))
+
+
+def test_conv_with_weights_of_unknown_shape_names_the_node():
+    """A Conv whose weight comes from an op nothing can describe (no shape, no value, no kernel_shape)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    w0 = helper.make_tensor("w0", TensorProto.FLOAT, [108], [0.1] * 108)
+    nodes = [helper.make_node("MakeWeights", ["w0"], ["w"], name="make_w", domain="custom.ops"),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="the_conv", pads=[1, 1, 1, 1])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=[w0]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom.ops", 1)])
+    model.ir_version = 8
+    with pytest.raises(UnsupportedOpError, match=r"'Conv' at node 'the_conv'.*kernel size is unknown"):
+        network_spec_from_onnx(model)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_random_config_is_a_valid_seeded_trim(name):
+    from compactnet.extract import random_config
+
+    full = spec_for(name)
+    a, b = random_config(name, 7), random_config(name, 7)
+    assert a == b and random_config(name, 8) != a
+    trimmed = spec_for(name, a)
+    widths, base = trimmed.group_widths, full.group_widths
+    assert trimmed.macs < full.macs
+    for g in full.trimmable_groups:
+        assert 1 <= widths[g] <= base[g]
+        assert widths[g] >= round(0.3 * base[g]) - 1  # within the factor range (rounding aside)
+    assert same_layers(trimmed, network_spec_from_torch(create_model(name, a)))
+    with pytest.raises(ConfigError):
+        random_config(name, 0, low=0)
