@@ -214,13 +214,20 @@ def spec(onnx_file, model_name, channels, as_json):
 
 
 def format_spec(ns) -> str:
-    """A NetworkSpec as a text table."""
+    """A NetworkSpec as a text table.
+
+    Channel groups are shown as ``g0, g1, ...`` in the order of ``ns.groups`` rather than by their
+    names, which come from layer names and differ between a torch model and its ONNX export: the
+    table of a model and of its exported file are then identical.
+    """
+    label = {name: f"g{i}" for i, (name, _) in enumerate(ns.groups)}
     rows = [f"{'#':>3} {'op':7} {'cin':>5} {'cout':>5} {'in HxW':>7} {'k':>3} {'s':>2} {'groups':>6} "
-            f"{'bn':>3} {'act':6} {'MMACs':>8} {'params':>8}  groups(in->out)"]
+            f"{'bn':>3} {'act':6} {'MMACs':>8} {'params':>8}  channel groups (in->out)"]
     for i, l in enumerate(ns.layers):
         rows.append(f"{i:>3} {l.op:7} {l.cin:>5} {l.cout:>5} {f'{l.h}x{l.w}':>7} {l.kernel[0]:>3} "
                     f"{l.stride[0]:>2} {l.groups:>6} {'y' if l.bn else '-':>3} {str(l.act or '-'):6} "
-                    f"{l.macs / 1e6:>8.3f} {l.params:>8}  {l.in_group}->{l.out_group}")
+                    f"{l.macs / 1e6:>8.3f} {l.params:>8}  "
+                    f"{label.get(l.in_group, l.in_group or '-')}->{label.get(l.out_group, l.out_group or '-')}")
     rows.append(f"{ns.architecture}: {len(ns.layers)} layers, {ns.macs / 1e6:.2f} MMACs, {ns.params} params, "
                 f"{len(ns.trimmable_groups)} trimmable channel groups")
     return "\n".join(rows)
@@ -330,46 +337,116 @@ def agent(host, port, token, max_upload_mb, job_timeout):
     serve_agent(host, port, token=token, max_upload_mb=max_upload_mb, job_timeout_s=job_timeout, block=True)
 
 
-# ----- predictors -----------------------------------------------------------------------------
-def _predictor_dir(platform_key: str) -> Path:
-    from compactnet.data import cache_dir
+# ----- predictors ----------------------------------------------------------------------------
+#: Estimators `compactnet fit` can save in the portable, pickle-free format (the random-forest
+#: baseline has none: use it from the Python API, compactnet.predictors).
+PORTABLE_ESTIMATORS = ("gbdt", "lookup", "flops", "constant")
 
-    return cache_dir().parent / "predictors" / platform_key
+
+def _predictor_dir(platform_key: str) -> Path:
+    """``$COMPACTNET_HOME/predictors/KEY``, else ``~/.cache/compactnet/predictors/KEY``."""
+    from compactnet.data import home_dir
+
+    return home_dir() / "predictors" / platform_key
+
+
+def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, rounds: int, busy: str):
+    """Measure ``n`` whole networks by the protocol: the untrimmed model and ``n - 1`` random trims.
+
+    Returns:
+        ``(specs, comparison)``: the networks' specs and their :class:`~compactnet.measure.Comparison`.
+    """
+    import numpy as np
+    import torch
+
+    from compactnet.export import export_onnx
+    from compactnet.extract import random_config, spec_for
+    from compactnet.measure import compare
+    from compactnet.models import create_model, get_entry
+
+    entry = get_entry(model_name)
+    rng = np.random.default_rng(seed)
+    configs = [entry.config_cls()] + [random_config(entry.name, rng) for _ in range(n - 1)]
+    names = [entry.name] + [f"{entry.name}-trim{i}" for i in range(1, n)]
+    torch.manual_seed(seed)  # weights do not change latency; random ones need no weights file
+    files = [export_onnx(create_model(entry.name, cfg), input_shape=entry.input_shape, check=False).onnx_bytes
+             for cfg in configs]
+    comparison = compare(files, platform_key, names=names, rounds=rounds, busy=busy, seed=seed)
+    return [spec_for(entry.name, cfg) for cfg in configs], comparison
 
 
 @cli.command()
 @PLATFORM_OPT
 @STORE_OPT
-@click.option("--estimator", type=click.Choice(["gbdt", "lookup", "forest", "flops", "constant"]), default="gbdt",
-              show_default=True)
+@click.option("--estimator", type=click.Choice(PORTABLE_ESTIMATORS), default="gbdt", show_default=True,
+              help="Per-kind estimator (all saved pickle-free; the random-forest baseline has no portable "
+                   "form and is only in the Python API).")
 @click.option("--context", default=None, help="Use only samples of this measuring context.")
+@click.option("--calibrate", "n_calibrate", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Calibrate on N whole networks measured now on --platform: the untrimmed --model and N-1 "
+                   "seeded random trims of it (refused on a busy machine).")
+@MODEL_OPT
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration trims.")
+@click.option("--rounds", type=int, default=7, show_default=True, help="Protocol rounds of the calibration.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the portable predictor (default: $COMPACTNET_HOME/predictors/PLATFORM).")
+              help="Folder for the portable predictor (default: $COMPACTNET_HOME/predictors/PLATFORM, "
+                   "else ~/.cache/compactnet/predictors/PLATFORM).")
 @JSON_OPT
-def fit(platform_key, store, estimator, context, out_dir, as_json):
+def fit(platform_key, store, estimator, context, n_calibrate, model_name, seed, rounds, out_dir, as_json):
     """Fit a platform's latency predictor from its profiled samples (saved in a portable, pickle-free format)."""
+    from compactnet.models import get_entry
     from compactnet.predictors.network import fit_platform
     from compactnet.predictors.persist import save_portable
 
+    if n_calibrate:
+        get_entry(model_name)  # an unknown model fails before the fit
     pred = fit_platform(store or _default_store(), platform_key, context=context, estimator=estimator)
-    out = Path(out_dir) if out_dir else _predictor_dir(pred.platform_.key if getattr(pred, "platform_", None)
-                                                       else platform_key)
+    key = pred.platform_.key
+    lines = [f"fitted {estimator} predictor for {pred.platform_.describe()} from "
+             f"{sum(pred.n_samples_.values())} samples ("
+             + ", ".join(f"{k} {v}" for k, v in sorted(pred.n_samples_.items())) + ")"]
+    measured = None
+    if n_calibrate:
+        specs, comp = _calibration_set(model_name, n_calibrate, platform_key, seed, rounds, "refuse")
+        before = [pred.predict(sp).median_ms for sp in specs]
+        pred.calibrate(specs, list(comp.latencies))
+        after = [pred.predict(sp).median_ms for sp in specs]
+        measured = {"comparison": comp.to_dict(),
+                    "networks": [{"name": nm, "macs": sp.macs, "measured_ms": lat.median_ms, "predicted_before_ms": b,
+                                  "predicted_after_ms": a}
+                                 for nm, sp, lat, b, a in zip(comp.names, specs, comp.latencies, before, after)]}
+        cal = pred.calibration_ or {}
+        lines.append(f"calibrated on {len(specs)} whole network(s) measured on {comp.platform.key} "
+                     f"(load {comp.load:.2f}{'' if comp.protocol_ok else ', NOT a protocol measurement'}): "
+                     f"{cal.get('mode', '?')} fit, scale {pred.scale_:.3f}, offset {pred.offset_:.4f} ms")
+        lines.append(f"  {'network':22} {'MMACs':>7} {'measured ms':>12} {'predicted before':>17} {'after':>8}")
+        for row in measured["networks"]:
+            lines.append(f"  {row['name']:22} {row['macs'] / 1e6:>7.2f} {row['measured_ms']:>12.4f} "
+                         f"{row['predicted_before_ms']:>17.4f} {row['predicted_after_ms']:>8.4f}")
+    out = Path(out_dir) if out_dir else _predictor_dir(key)
     save_portable(pred, out)
-    info = {"platform": platform_key, "estimator": estimator, "out": str(out), **pred.describe()} \
-        if isinstance(pred.describe(), dict) else {"platform": platform_key, "out": str(out)}
-    emit(info, as_json, f"fitted {estimator} predictor for {platform_key} -> {out}\n{pred.describe()}")
+    lines.append(f"saved -> {out}")
+    info = {"platform": key, "hardware": pred.platform_.hardware, "estimator": estimator, "out": str(out),
+            "predictor": pred.describe(), "calibration_set": measured}
+    emit(info, as_json, "\n".join(lines))
 
 
 def load_predictor(platform_key: str, predictor_path: str | None):
-    """A saved portable predictor: the one given, or the platform's default one."""
+    """A saved portable predictor: the one given, or the platform's default one.
+
+    The platform is compared with this machine (key, hardware): a predictor profiled on other
+    hardware loads with a warning.
+    """
     from compactnet.errors import ModelFileError
     from compactnet.predictors.persist import load_portable
+    from compactnet.spec import Platform
 
-    path = Path(predictor_path) if predictor_path else _predictor_dir(platform_key)
+    plat = Platform.parse(platform_key)  # with this machine's hardware, so a mismatch warns
+    path = Path(predictor_path) if predictor_path else _predictor_dir(plat.key)
     if not path.exists():
-        raise ModelFileError(f"no predictor at {path}; fit one first (compactnet fit --platform {platform_key}) "
+        raise ModelFileError(f"no predictor at {path}; fit one first (compactnet fit --platform {plat.key}) "
                              "or pass --predictor DIR")
-    return load_portable(path, platform=platform_key)
+    return load_portable(path, platform=plat)
 
 
 PREDICTOR_OPT = click.option("--predictor", "predictor_path", type=click.Path(), default=None,
