@@ -9,6 +9,7 @@ fractions, not percentages (0.05 means 5%).
 - :func:`pairwise_accuracy`: share of candidate pairs ordered correctly, optionally only pairs
   whose true latencies are close (the hard, decisive pairs).
 - :func:`summarize`: all of the above in one record.
+- :func:`network_summary`: errors on test networks only, ranking on candidate sets only.
 """
 
 from __future__ import annotations
@@ -110,4 +111,33 @@ def summarize(y_true: Any, y_pred: Any, candidate_sets: Sequence[Sequence[int]] 
     return out
 
 
-__all__ = ["relative_errors", "rmspe", "mape", "within", "kendall_tau", "pairwise_accuracy", "summarize"]
+def network_summary(y_true: Any, y_pred: Any, networks: Sequence[int],
+                    candidate_sets: Sequence[Sequence[int]] = ()) -> dict:
+    """Whole-network figures with each metric on its own population.
+
+    Errors (RMSPE, MAPE, ±5%/±10%, bias) are computed on the test networks only (``networks``,
+    indices into ``y_true``); ranking (mean Kendall tau and pairwise accuracy) on the candidate
+    sets only, so ranking candidates -- many near-copies of one network -- do not weigh on the
+    error figures, nor unrelated networks on the ranking.
+
+    Returns:
+        ``{"n", "rmspe", "mape", "within5", "within10", "bias", "kendall_tau", "pairwise",
+        "n_sets"}`` (NaN where a population is empty).
+    """
+    t, p = _pair(y_true, y_pred)
+    idx = [int(i) for i in networks]
+    if idx:
+        err = summarize(t[idx], p[idx])
+    else:
+        err = {"n": 0, "rmspe": math.nan, "mape": math.nan, "within5": math.nan, "within10": math.nan,
+               "bias": math.nan}
+    sets = [list(s) for s in candidate_sets if len(s) >= 2]
+    taus = [v for v in (kendall_tau(t[s], p[s]) for s in sets) if np.isfinite(v)]
+    pairs = [v for v in (pairwise_accuracy(t[s], p[s]) for s in sets) if np.isfinite(v)]
+    err.update(kendall_tau=float(np.mean(taus)) if taus else math.nan,
+               pairwise=float(np.mean(pairs)) if pairs else math.nan, n_sets=len(sets))
+    return err
+
+
+__all__ = ["relative_errors", "rmspe", "mape", "within", "kendall_tau", "pairwise_accuracy", "summarize",
+           "network_summary"]

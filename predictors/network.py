@@ -509,28 +509,15 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
         DataError: The store has no samples for the platform (in that context), or ``context=None``
             and it has samples of several contexts.
     """
-    from compactnet.profilers.store import SampleStore
     from compactnet.predictors.estimators import make_estimator
+    from compactnet.profilers.store import SampleStore
 
     key = Platform.parse(platform_key).key
     if not Path(store_path).is_file():
         raise DataError(f"sample store {store_path} does not exist; profile first "
                         f"(compactnet profile --platform {key} --store {store_path})")
     with SampleStore(store_path) as store:
-        rows = store.platforms()
-        contexts = sorted({r["context"] for r in rows
-                           if r["key"] == key and (hardware is None or r["hardware"] == hardware)})
-        if context is None and len(contexts) > 1:
-            raise DataError(f"sample store {store_path} holds {key} samples of several measuring contexts "
-                            f"({', '.join(contexts)}) that must not be mixed; choose one with --context "
-                            f"(context=...), e.g. --context rotation")
-        ms = store.measurements(key, context=context, hardware=hardware)
-        if not ms:
-            have = ", ".join(sorted({r["key"] for r in rows})) or "none"
-            if contexts:
-                raise DataError(f"sample store {store_path} has no {key} samples measured in context {context!r} "
-                                f"(it has contexts: {', '.join(contexts)}); pass --context")
-            raise DataError(f"sample store {store_path} has no samples for {key} (it has: {have})")
+        ms = load_samples(store, key, context=context, hardware=hardware)
     if isinstance(estimator, str):
         estimator = make_estimator(estimator)
     pred = LatencyPredictor(estimator=estimator, **params).fit(ms)
@@ -540,6 +527,37 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
     return pred
 
 
+def load_samples(store: Any, platform_key: str, context: str | None = "rotation",
+                 hardware: str | None = None) -> list[Measurement]:
+    """A platform's samples from a sample store, never mixing measuring contexts.
+
+    Args:
+        store: An open :class:`compactnet.profilers.store.SampleStore`.
+        platform_key: Platform key.
+        context: Measuring context (default ``rotation``); None: the one context the store holds
+            for the platform (refused when it holds several).
+        hardware: Only samples of this hardware (default: all).
+
+    Raises:
+        DataError: No samples (in that context), or ``context=None`` with several contexts stored.
+    """
+    rows = store.platforms()
+    contexts = sorted({r["context"] for r in rows
+                       if r["key"] == platform_key and (hardware is None or r["hardware"] == hardware)})
+    if context is None and len(contexts) > 1:
+        raise DataError(f"sample store {store.path} holds {platform_key} samples of several measuring contexts "
+                        f"({', '.join(contexts)}) that must not be mixed; choose one with --context "
+                        f"(context=...), e.g. --context rotation")
+    ms = store.measurements(platform_key, context=context, hardware=hardware)
+    if not ms:
+        if contexts:
+            raise DataError(f"sample store {store.path} has no {platform_key} samples measured in context "
+                            f"{context!r} (it has contexts: {', '.join(contexts)}); pass --context")
+        have = ", ".join(sorted({r["key"] for r in rows})) or "none"
+        raise DataError(f"sample store {store.path} has no samples for {platform_key} (it has: {have})")
+    return ms
+
+
 def predict_table(predictor: LatencyPredictor, network: NetworkSpec | str | Path) -> tuple[list[dict], Latency]:
     """Per-layer rows and the network total with its interval (``compactnet predict``)."""
     spec = as_spec(network)
@@ -547,4 +565,4 @@ def predict_table(predictor: LatencyPredictor, network: NetworkSpec | str | Path
 
 
 __all__ = ["LatencyPredictor", "channels_raw", "unique_rows", "as_spec", "fit_platform", "predict_table", "UNKNOWN_KIND",
-           "network_layers", "uses_units", "granularity_mismatch", "MIN_LAYER_MS"]
+           "network_layers", "uses_units", "granularity_mismatch", "load_samples", "MIN_LAYER_MS"]

@@ -185,13 +185,16 @@ def transfer_predictor(priors: Sequence[Any], measurements: Sequence[Measurement
 
 def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target: str,
                        sizes: Sequence[int] = (10, 25, 50), test_fraction: float = 0.3, repeats: int = 3,
-                       seed: int = 0, mode: str = "affine+residual", estimator: Any = None) -> list[dict]:
+                       seed: int = 0, mode: str = "affine+residual", estimator: Any = None,
+                       networks: Sequence[Any] = (), network_truth: Sequence[float] | None = None) -> list[dict]:
     """Error on a held-out platform vs its number of samples per kind, with and without transfer.
 
-    The target's measurements are split once into a test part (``test_fraction``) and a pool; for
-    each size and repeat, ``size`` samples per layer kind are drawn from the pool, and a plain
-    predictor (``estimator``, default GBDT) and a transfer predictor (priors: the other platforms,
-    fitted on all their samples) are fitted and scored on the test part.
+    The target's measurements are split once, by distinct configuration, into a test part
+    (``test_fraction`` of the configurations) and a pool; for each size and repeat, ``size``
+    samples per layer kind are drawn from the pool, and a plain predictor (``estimator``, default
+    GBDT) and a transfer predictor (priors: the other platforms, fitted on all their samples) are
+    fitted and scored on the test part -- per layer, and, when ``networks`` with their measured
+    latency on the target (``network_truth``) are given, per whole network.
 
     Args:
         measurements: Samples by platform key (at least two platforms).
@@ -202,12 +205,22 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
         seed: Seed of the split and draws.
         mode: Transfer mode.
         estimator: Estimator prototype of the no-transfer predictor and the priors.
+        networks: Whole test networks (:class:`~compactnet.spec.NetworkSpec`) measured on the target.
+        network_truth: Their measured latency on the target (ms), one per network.
 
     Returns:
-        Rows ``{"samples_per_kind", "method" ("no-transfer" | "transfer"), "rmspe", "within10",
-        "within5", "repeats"}``.
+        Rows ``{"target", "samples_per_kind", "method" ("no-transfer" | "transfer"), "rmspe",
+        "within10", "within5", "repeats"}`` (per layer), plus ``"net_rmspe", "net_within10",
+        "net_within5", "n_networks"`` when networks are given.
     """
     from compactnet.predictors.network import LatencyPredictor
+    from compactnet.profilers.store import layer_key
+
+    networks = list(networks)
+    if networks and (network_truth is None or len(network_truth) != len(networks)):
+        raise bad_value("network_truth", f"one measured latency per network ({len(networks)})",
+                        "none" if network_truth is None else f"{len(network_truth)} values")
+    y_net = None if not networks else np.asarray(network_truth, dtype=np.float64)
 
     if target not in measurements:
         raise bad_value("target", "one of the platforms " + ", ".join(measurements), target)
@@ -217,10 +230,12 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
     priors = [LatencyPredictor(estimator=estimator).fit(list(measurements[k])) for k in others]
     tgt = list(measurements[target])
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(tgt))
-    n_test = max(1, int(round(test_fraction * len(tgt))))
-    test = [tgt[i] for i in order[:n_test]]
-    pool = [tgt[i] for i in order[n_test:]]
+    keys = sorted({layer_key(m.layer) for m in tgt})  # split configurations, not rows: repeats stay together
+    order = rng.permutation(len(keys))
+    n_test = max(1, int(round(test_fraction * len(keys))))
+    test_keys = {keys[i] for i in order[:n_test]}
+    test = [m for m in tgt if layer_key(m.layer) in test_keys]
+    pool = [m for m in tgt if layer_key(m.layer) not in test_keys]
     by_kind: dict[str, list[int]] = {}
     for i, m in enumerate(pool):
         by_kind.setdefault(m.layer.op, []).append(i)
@@ -228,7 +243,7 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
     y_test = np.array([m.latency.median_ms for m in test])
     rows = []
     for size in sizes:
-        acc: dict[str, list[tuple[float, float, float]]] = {"no-transfer": [], "transfer": []}
+        acc: dict[str, list[tuple[float, ...]]] = {"no-transfer": [], "transfer": []}
         for r in range(repeats):
             pick = []
             for kind, idx in by_kind.items():
@@ -238,12 +253,20 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
             trans = transfer_predictor(priors, train, mode=mode)
             for name, pr in (("no-transfer", plain), ("transfer", trans)):
                 p = pr.predict_layer_ms(test_layers)
-                acc[name].append((rmspe(y_test, p), within(y_test, p, 0.10), within(y_test, p, 0.05)))
+                vals = (rmspe(y_test, p), within(y_test, p, 0.10), within(y_test, p, 0.05))
+                if y_net is not None:
+                    q = pr.predict_many(networks)
+                    vals += (rmspe(y_net, q), within(y_net, q, 0.10), within(y_net, q, 0.05))
+                acc[name].append(vals)
         for name, vals in acc.items():
             v = np.asarray(vals)
-            rows.append({"target": target, "samples_per_kind": int(size), "method": name,
-                         "rmspe": float(v[:, 0].mean()), "within10": float(v[:, 1].mean()),
-                         "within5": float(v[:, 2].mean()), "repeats": int(repeats)})
+            row = {"target": target, "samples_per_kind": int(size), "method": name,
+                   "rmspe": float(v[:, 0].mean()), "within10": float(v[:, 1].mean()),
+                   "within5": float(v[:, 2].mean()), "repeats": int(repeats)}
+            if y_net is not None:
+                row.update(net_rmspe=float(v[:, 3].mean()), net_within10=float(v[:, 4].mean()),
+                           net_within5=float(v[:, 5].mean()), n_networks=len(networks))
+            rows.append(row)
     return rows
 
 

@@ -39,3 +39,23 @@ def test_transfer_regressor_contract(platforms, gbdt):
         TransferRegressor(priors=(FrozenEstimator(prior),), mode="magic").fit(X, yb)
     with pytest.raises(ConfigError, match="priors"):
         TransferRegressor(priors=(GBDTLatencyRegressor(),)).fit(X, yb)
+
+
+def test_holdout_also_judges_whole_networks_of_the_held_out_platform(platforms):
+    from compactnet.predictors.synthetic import toy_network, true_latency_ms
+    layers = random_layers(240, seed=22)
+    ms = {k: measure_synthetic(layers, p, c, noise=0.03, seed=i)
+          for i, (k, (p, c)) in enumerate(platforms.items()) if k != "synthetic-c-fp32-t1"}
+    nets = [toy_network({"g1": w, "g2": v}) for w, v in ((8, 40), (17, 23), (24, 48), (12, 31))]
+    _, cb = platforms["synthetic-b-fp32-t1"]
+    truth = [true_latency_ms(n.layers, cb).sum() for n in nets]
+    est = GBDTLatencyRegressor(n_estimators=40, interval="none")
+    rows = holdout_experiment(ms, "synthetic-b-fp32-t1", sizes=(10,), repeats=1, estimator=est, networks=nets,
+                              network_truth=truth)
+    assert {r["method"] for r in rows} == {"transfer", "no-transfer"}
+    for r in rows:
+        assert r["n_networks"] == 4 and 0 <= r["net_rmspe"] < 2 and 0 <= r["net_within10"] <= 1
+    by = {r["method"]: r for r in rows}
+    assert by["transfer"]["net_rmspe"] < by["no-transfer"]["net_rmspe"]
+    with pytest.raises(ConfigError, match="network_truth"):
+        holdout_experiment(ms, "synthetic-b-fp32-t1", sizes=(10,), repeats=1, estimator=est, networks=nets)

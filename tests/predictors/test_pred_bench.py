@@ -1,0 +1,80 @@
+"""The predictors benchmark's pieces: config-level split, dense step, speed on distinct configurations,
+network metrics on the right populations, and a synthetic end-to-end run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "predictors_bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("predictors_bench", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop(spec.name, None)
+
+
+def test_layer_split_is_by_configuration(bench, train_a):
+    from compactnet.profilers.store import layer_key
+    repeats = [replace(m, latency=replace(m.latency, median_ms=1.01 * m.latency.median_ms)) for m in train_a]
+    train, test = bench.split_by_config(list(train_a) + repeats, 0.2, np.random.default_rng(0))
+    assert len(train) + len(test) == 2 * len(train_a)
+    tr, te = {layer_key(m.layer) for m in train}, {layer_key(m.layer) for m in test}
+    assert not tr & te and len(te) == round(0.2 * len(tr | te))
+    assert len(test) == 2 * len(te)  # both rows of a configuration on the same side
+
+
+def test_dense_step_is_read_from_the_samples(bench, platforms):
+    from compactnet.predictors.synthetic import measure_synthetic
+    from compactnet.profilers.sampling import make_strategy
+    p, c = platforms["synthetic-a-fp32-t1"]
+    for step in (32, 64):
+        ms = measure_synthetic(list(make_strategy("dense", step=step).stream()), p, c)
+        assert bench.infer_dense_step(ms) == step
+    assert bench.infer_dense_step(measure_synthetic([m.layer for m in ms][:0], p, c)) is None
+
+
+def test_speed_times_distinct_configurations(bench, predictor_a):
+    s = bench.prediction_speed(predictor_a, n_configs=40, seed=1, repeats=2)
+    assert s["configs"] == 40 and s["layer_rows"] == 40 * 64  # 64 op-level layers per MobileNetV2
+    assert 40 < s["distinct_layer_rows"] < s["layer_rows"]  # shared rows are merged, distinct ones are not
+    assert s["configs_per_s"] > 0 and s["one_query_ms"] > 0 and s["granularity"] == "layers"
+
+
+def test_network_figures_errors_on_networks_ranking_on_candidates(bench, predictor_a):
+    from compactnet.predictors.metrics import kendall_tau, rmspe
+    from compactnet.predictors.synthetic import toy_network
+    specs = [toy_network({"g1": w}) for w in (8, 16, 24, 20, 21, 22)]
+    p = predictor_a.predict_many(specs)
+    truth = p * np.array([1.1, 0.9, 1.0, 3.0, 3.1, 2.9])  # candidates far off in level, order kept but one
+    data = bench.TestNetworks(specs, {"k": truth}, n_networks=3, candidate_sets=[[3, 4, 5]])
+    f = bench.net_figures(predictor_a, data, "k")
+    assert f["n"] == 3 and f["rmspe"] == pytest.approx(rmspe(truth[:3], p[:3]))
+    assert f["kendall_tau"] == pytest.approx(kendall_tau(truth[3:], p[3:])) and f["n_sets"] == 1
+    assert np.isnan(f["mbv2_rmspe"])  # no MobileNetV2 among the test networks
+    assert bench.net_figures(predictor_a, data, "other") == {}
+
+
+@pytest.mark.slow
+def test_synthetic_run_end_to_end(bench, capsys):
+    assert bench.main(["--synthetic", "--sizes", "50", "--transfer-sizes", "10", "--speed-configs", "50",
+                       "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    r = res["platforms"][0]
+    assert {c["label"] for c in r["curve"]} >= {"n=50", "dense (step 32)"}
+    dense = [c for c in r["curve"] if c["label"] == "dense (step 32)"]
+    assert {c["predictor"] for c in dense} == {"gbdt", "lookup", "forest", "flops"}
+    assert all(c["granularity"] == "units" and c["n"] == r["predictors"]["gbdt"]["n"] for c in dense)
+    assert r["speed"]["configs"] == 50 and r["predictors"]["gbdt"]["n_sets"] == 3
+    assert any("net_rmspe" in t for t in res["transfer"])
