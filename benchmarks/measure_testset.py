@@ -3,7 +3,10 @@
 The test set has its own seed and is de-duplicated against the sample store (issue 4): trimmed
 Table-1 MobileNetV2 configurations (each stage's width ratio uniform in [0.25, 1]), ResNet-20 and
 narrow-VGG width variants, plus ranking sets of close candidates. Every network is exported and
-timed by the measurement protocol; a busy machine is refused.
+timed by the measurement protocol, in chunks of ``--chunk`` networks timed interleaved with a fixed
+reference (the untrimmed MobileNetV2), so each network's latency comes with its ratio to a
+reference timed minutes -- not hours -- from it, and drift between chunks shows in the reference's
+figures. A busy machine is refused; a killed run resumes at the next chunk.
 
 Usage::
 
@@ -14,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--busy", default="refuse", choices=("refuse", "flag", "ignore"))
+    ap.add_argument("--chunk", type=int, default=8, help="networks timed together with the reference")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -47,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
                                   n_candidate_sets=args.candidate_sets, store=store)
         ts.save(ts_path)
     for key in args.platforms:
-        res = measure_testset(ts, key, args.out / "results.json", rounds=args.rounds, runs=args.runs,
-                              busy=args.busy)
-        print(f"{key}: {len(res)} networks measured -> {args.out / 'results.json'}")
+        res = measure_testset(ts, key, args.out / "results.json", chunk=args.chunk, rounds=args.rounds,
+                              runs=args.runs, busy=args.busy)
+        refs = [c["reference"]["median_ms"] for c in
+                json.loads((args.out / "results.json").read_text())["_chunks"].get(key, [])]
+        drift = f"; reference {min(refs):.4f}-{max(refs):.4f} ms over {len(refs)} chunks" if refs else ""
+        print(f"{key}: {len(res)} networks measured -> {args.out / 'results.json'}{drift}")
     return 0
 
 

@@ -327,7 +327,7 @@ def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str]:
     data = TestNetworks()
     if args.testset and args.results:
         ts = TestSet.load(args.testset)
-        res = {k: load_results(args.results, k) for k in keys}
+        res = {k: load_results(args.results, k, normalized=args.truth == "normalized") for k in keys}
         ids = [n.id for n in ts.networks if all(n.id in res[k] for k in keys)]
         data.n_networks = len(ids)
         by_id = {n.id: n for n in ts.networks}
@@ -357,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "refused when there are several)")
     ap.add_argument("--testset", help="test set JSON (predictors.testset)")
     ap.add_argument("--results", help="measured test-set latencies JSON (measure_testset)")
+    ap.add_argument("--truth", choices=("measured", "normalized"), default="measured",
+                    help="test-network truth: each network's own figure, or its ratio to the reference timed in "
+                         "its chunk times the reference's median (takes out drift between chunks)")
     ap.add_argument("--sizes", default="50,100,300,1000,1500", help="training sizes of the error curve")
     ap.add_argument("--transfer-sizes", default="10,25,50")
     ap.add_argument("--speed-configs", type=int, default=2000, help="distinct configurations timed for speed")

@@ -14,8 +14,9 @@ layers are already in the sample store (the predictor has effectively seen that 
 network records ``seen_fraction``, the share of its layers present in the store, so benchmarks
 state the overlap honestly. :func:`testset_layer_keys` gives the keys a profiler should skip.
 
-:func:`measure_testset` measures every network for real through :func:`compactnet.measure.measure`
-(the protocol, on a quiet machine), appending to a JSON results file and resuming where it stopped.
+:func:`measure_testset` measures every network for real through :func:`compactnet.measure.compare`
+(the protocol, on a quiet machine), in chunks timed together with a fixed reference network,
+appending to a JSON results file and resuming where it stopped.
 """
 
 from __future__ import annotations
@@ -277,72 +278,136 @@ def testset_layer_keys(testset: TestSet) -> set[str]:
 
 
 # ----- real measurement (the lead runs it on a quiet machine) -----------------------------------------
-def measure_testset(testset: TestSet | str | Path, platform: Any, results_path: str | Path,
-                    include_candidates: bool = True, **protocol: Any) -> dict[str, dict]:
-    """Measure every test network by the protocol and append to a JSON results file (resumable).
+REFERENCE_ID = "reference-mobilenetv2"
+DEFAULT_CHUNK = 8
+CHUNKS_KEY = "_chunks"  # results-file entry with the reference's figure per chunk, by platform
 
-    Each network is exported the protocol's way (:func:`compactnet.export.export_onnx`, opset 17)
-    and timed with :func:`compactnet.measure.measure` (rounds, median of round medians, load
-    checked; a busy machine is refused). Networks already in ``results_path`` are skipped.
-    Candidate sets are timed with :func:`compactnet.measure.compare` (interleaved, one set at a
-    time) so their order is measured under the same conditions.
+
+def reference_network() -> TestNetwork:
+    """The fixed reference timed in every chunk: the untrimmed Table-1 MobileNetV2."""
+    from compactnet.models.mobilenetv2 import DEFAULT_WIDTHS
+
+    return TestNetwork(REFERENCE_ID, "mobilenetv2", {"widths": list(DEFAULT_WIDTHS)})
+
+
+def _chunks(ids: Sequence[str], size: int) -> list[list[str]]:
+    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
+
+
+def measure_testset(testset: TestSet | str | Path, platform: Any, results_path: str | Path,
+                    include_candidates: bool = True, chunk: int = DEFAULT_CHUNK,
+                    reference: TestNetwork | None = None, model_of: Any = None, **protocol: Any) -> dict[str, dict]:
+    """Measure every test network by the protocol, in chunks timed against a fixed reference (resumable).
+
+    Timing noise drifts over minutes (DESIGN's facts: the same MobileNetV2 read 0.86 and 0.67 ms
+    minutes apart), so networks are not timed one at a time: each chunk of ``chunk`` networks is
+    timed interleaved together with a fixed reference network (the untrimmed MobileNetV2) by
+    :func:`compactnet.measure.compare`. Every network's entry keeps its latency (the protocol's
+    figure), its ratio to the reference timed in the same chunk (``ratio``, with the bootstrap
+    interval ``ratio_low``/``ratio_high``) and its chunk; the results file keeps the reference's
+    figure of every chunk, so drift can be seen and taken out (:func:`load_results` with
+    ``normalized=True``). A ranking set is one chunk (all its candidates with the reference).
+    Chunks already in ``results_path`` are skipped; the file is rewritten atomically after each.
 
     Args:
         testset: The test set or its JSON path.
         platform: Platform key or :class:`~compactnet.spec.Platform`.
-        results_path: JSON file ``{platform_key: {network id: Latency dict}}``.
+        results_path: JSON file ``{platform_key: {network id: entry}, "_chunks": {platform_key:
+            [chunk record]}}``; an entry is a Latency dict plus ``ratio``, ``ratio_low``,
+            ``ratio_high``, ``reference_ms`` and ``chunk``.
         include_candidates: Also time the ranking sets.
-        **protocol: Passed to ``measure``/``compare`` (``rounds``, ``runs``, ``busy``...).
+        chunk: Networks per chunk (besides the reference).
+        reference: The reference network (default :func:`reference_network`).
+        model_of: ``TestNetwork -> model`` given to ``compare`` (default: the protocol's ONNX
+            export, :func:`compactnet.export.export_onnx`; tests pass ``NetworkSpec`` for the
+            synthetic runtime).
+        **protocol: Passed to ``compare`` (``rounds``, ``runs``, ``busy``...).
 
     Returns:
-        ``{network id: Latency dict}`` of this platform.
+        ``{network id: entry}`` of this platform.
+
+    Raises:
+        ConfigError: ``chunk`` below 1.
+        MeasurementError: A busy machine under ``busy="refuse"`` (chunks done so far are kept).
     """
-    from compactnet.export import export_onnx
-    from compactnet.measure import compare, measure
-    from compactnet.models import create_model
+    from compactnet.measure import compare
     from compactnet.spec import Platform
 
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise bad_value("chunk", "a positive number of networks per chunk", chunk)
     ts = testset if isinstance(testset, TestSet) else TestSet.load(testset)
     plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
+    ref = reference or reference_network()
     path = Path(results_path)
     allres = json.loads(path.read_text()) if path.is_file() else {}
     res = allres.setdefault(plat.key, {})
+    chunk_log = allres.setdefault(CHUNKS_KEY, {}).setdefault(plat.key, [])
+    by_id = {n.id: n for n in ts.networks}
+    for c in ts.candidate_sets:
+        by_id.update((m.id, m) for m in c.candidates)
 
-    def onnx(n: TestNetwork) -> bytes:
-        return export_onnx(create_model(n.model, n.channels)).onnx_bytes
+    if model_of is None:
+        from compactnet.export import export_onnx
+        from compactnet.models import create_model
+
+        def model_of(n: TestNetwork) -> bytes:
+            return export_onnx(create_model(n.model, n.channels)).onnx_bytes
 
     def flush() -> None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(allres, indent=1))
         tmp.replace(path)
 
-    for n in ts.networks:
-        if n.id in res:
-            continue
-        log.info("measuring %s on %s", n.id, plat.key)
-        res[n.id] = measure(onnx(n), plat, **protocol).to_dict()
+    def run_chunk(ids: list[str]) -> None:
+        name = f"chunk-{len(chunk_log):04d}"
+        log.info("measuring %s (%d networks + reference) on %s", name, len(ids), plat.key)
+        cmp = compare([model_of(ref)] + [model_of(by_id[i]) for i in ids], plat, names=[ref.id] + ids, **protocol)
+        ref_lat = cmp.latencies[0]
+        for i, lat, (speedup, lo, hi) in zip(ids, cmp.latencies[1:], cmp.speedups[1:]):
+            # speedup = reference / network, so the network's ratio to the reference is its inverse
+            res[i] = {**lat.to_dict(), "ratio": 1.0 / speedup, "ratio_low": 1.0 / hi if hi else None,
+                      "ratio_high": 1.0 / lo if lo else None, "reference_ms": ref_lat.median_ms, "chunk": name}
+        chunk_log.append({"chunk": name, "ids": ids, "reference_id": ref.id, "reference": ref_lat.to_dict(),
+                          "when": cmp.when, "load": None if cmp.load != cmp.load else cmp.load, "busy": cmp.busy,
+                          "protocol_ok": cmp.protocol_ok})
         flush()
+
+    pending = [n.id for n in ts.networks if n.id not in res]
+    for ids in _chunks(pending, chunk):
+        run_chunk(ids)
     if include_candidates:
         for c in ts.candidate_sets:
-            if all(m.id in res for m in c.candidates):
-                continue
-            cmp = compare([onnx(m) for m in c.candidates], plat, names=[m.id for m in c.candidates], **protocol)
-            for m, lat in zip(c.candidates, cmp.latencies):
-                res[m.id] = lat.to_dict()
-            flush()
+            if c.candidates and not all(m.id in res for m in c.candidates):
+                run_chunk([m.id for m in c.candidates])  # a set stays in one comparison
     return res
 
 
-def load_results(results_path: str | Path, platform_key: str) -> dict[str, float]:
-    """``{network id: measured median ms}`` of a platform from a results file."""
+def load_results(results_path: str | Path, platform_key: str, normalized: bool = False) -> dict[str, float]:
+    """``{network id: measured median ms}`` of a platform from a results file.
+
+    Args:
+        results_path: The file :func:`measure_testset` writes.
+        platform_key: Platform key.
+        normalized: Give each network's ratio to the reference times the median of the reference's
+            figures over all chunks (takes out drift between chunks); entries without a ratio keep
+            their own figure.
+    """
     p = Path(results_path)
     if not p.is_file():
         raise DataError(f"results file {p} does not exist; run measure_testset first")
     d = json.loads(p.read_text())
-    if platform_key not in d:
-        raise bad_value("platform_key", "one of " + ", ".join(d), platform_key)
-    return {k: float(v["median_ms"]) for k, v in d[platform_key].items()}
+    keys = [k for k in d if not k.startswith("_")]
+    if platform_key not in keys:
+        raise bad_value("platform_key", "one of " + ", ".join(keys), platform_key)
+    out = {k: float(v["median_ms"]) for k, v in d[platform_key].items()}
+    if normalized:
+        refs = [c["reference"]["median_ms"] for c in d.get(CHUNKS_KEY, {}).get(platform_key, [])]
+        if refs:
+            ref = float(np.median(refs))
+            out.update({k: float(v["ratio"]) * ref for k, v in d[platform_key].items() if v.get("ratio")})
+    return out
 
 
 __all__ = ["TESTSET_SEED", "TestNetwork", "CandidateSet", "TestSet", "generate_testset", "candidate_sets",
-           "draw_mobilenetv2", "draw_resnet20", "draw_vgg", "testset_layer_keys", "measure_testset", "load_results"]
+           "draw_mobilenetv2", "draw_resnet20", "draw_vgg", "testset_layer_keys", "measure_testset", "load_results",
+           "reference_network", "REFERENCE_ID"]

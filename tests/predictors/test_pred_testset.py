@@ -1,5 +1,8 @@
+import json
+
 import pytest
 
+from compactnet.errors import ConfigError
 from compactnet.predictors.testset import TestSet, generate_testset
 from compactnet.predictors.testset import testset_layer_keys as layer_keys_of
 
@@ -42,3 +45,41 @@ def test_dedup_against_a_store_and_json_round_trip(tmp_path, small):
     assert any(n.seen_fraction > 0 for n in ts.networks)  # the stem etc. are shared and reported
     back = TestSet.load(small.save(tmp_path / "t.json"))
     assert back.to_dict() == small.to_dict()
+
+
+def test_measure_testset_in_chunks_against_a_reference_and_resume(tmp_path, small):
+    from compactnet.predictors.testset import REFERENCE_ID, load_results, measure_testset
+    ts = TestSet(small.seed, small.networks[:5], small.candidate_sets)
+    calls = []
+
+    def model_of(n):
+        calls.append(n.id)
+        return n.spec()
+
+    out = tmp_path / "results.json"
+    kw = dict(chunk=2, model_of=model_of, rounds=3, runs=2, warmup=0, busy="ignore", check_window=0)
+    res = measure_testset(ts, "synthetic-cpu-fp32-t1", out, **kw)
+    cands = [m.id for m in ts.candidate_sets[0].candidates]
+    assert set(res) == {n.id for n in ts.networks} | set(cands)
+    d = json.loads(out.read_text())
+    chunks = d["_chunks"]["synthetic-cpu-fp32-t1"]
+    assert [c["ids"] for c in chunks] == [["mobilenetv2-000", "mobilenetv2-001"], ["mobilenetv2-002",
+                                           "mobilenetv2-003"], ["mobilenetv2-004"], cands]
+    assert calls.count(REFERENCE_ID) == len(chunks)  # the reference is timed in every chunk
+    for n_id, e in res.items():
+        chunk = next(c for c in chunks if c["chunk"] == e["chunk"])
+        assert n_id in chunk["ids"] and e["reference_ms"] == chunk["reference"]["median_ms"]
+        assert e["ratio"] == pytest.approx(e["median_ms"] / e["reference_ms"], rel=1e-6)
+        assert e["ratio_low"] <= e["ratio"] <= e["ratio_high"]
+    # resumable: a second call measures nothing; a lost chunk is measured again alone
+    calls.clear()
+    measure_testset(ts, "synthetic-cpu-fp32-t1", out, **kw)
+    assert calls == []
+    del d["synthetic-cpu-fp32-t1"]["mobilenetv2-004"]
+    out.write_text(json.dumps(d))
+    measure_testset(ts, "synthetic-cpu-fp32-t1", out, **kw)
+    assert calls == [REFERENCE_ID, "mobilenetv2-004"]
+    plain, norm = load_results(out, "synthetic-cpu-fp32-t1"), load_results(out, "synthetic-cpu-fp32-t1", True)
+    assert set(plain) == set(norm) == set(res) and all(v > 0 for v in norm.values())
+    with pytest.raises(ConfigError, match="chunk"):
+        measure_testset(ts, "synthetic-cpu-fp32-t1", out, chunk=0)
