@@ -3,9 +3,10 @@
 The kind of run is read from the folder's contents:
 
 * a **search** output folder (``compactnet optimize``): ``trajectory.json`` and/or ``report.json``.
-  The page shows latency vs validation top-1 per iteration, channels per group beside the
-  original (the paper's Figure 4), predicted vs measured speedup with the 95% interval, the time
-  per phase and the iteration table;
+  The page shows predicted speedup vs validation top-1 per iteration (speedups, not milliseconds:
+  the predictor is recalibrated mid-search), measured speedups with their interval, channels per
+  group beside the original (the paper's Figure 4), predicted vs measured speedup with the 95%
+  interval, the time per phase and the iteration table;
 * a **profiling** run: a sample store (the profilers' SQLite file, given directly or found in the
   folder). The page shows samples per platform, latency distributions per layer kind, latency vs
   MACs, the machine load recorded with the samples, and, when JSON files beside the store hold
@@ -41,7 +42,7 @@ from compactnet.errors import CompactNetError, DataError, bad_value
 log = logging.getLogger(__name__)
 
 __all__ = ["write_report", "render_report", "detect_kind", "find_sample_store", "search_html", "profile_html",
-           "KINDS"]
+           "trajectory_series", "KINDS"]
 
 #: Kinds of run a report can be made of.
 KINDS = ("search", "profile")
@@ -210,34 +211,58 @@ def _page(title: str, subtitle: str, body: str) -> str:
 
 
 # ----- search report ---------------------------------------------------------------------------------
+def trajectory_series(traj: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) -> dict:
+    """What the trajectory plot draws: predicted speedup per iteration (1.0 at iteration 0) and measurements.
+
+    Speedups, not milliseconds: a recalibrated predictor changes its scale mid-search (and the
+    device's milliseconds are another scale again); a ratio over the original keeps its meaning.
+    Measurements flagged as taken on a busy machine are left out.
+
+    Returns:
+        ``{"x", "y", "labels"}`` (predicted speedup, validation top-1 on the scoring subset, iteration)
+        and ``"measured"``: ``[{"speedup", "low", "high", "val_top1", "iteration"}]``.
+    """
+    kept = [r for r in traj if _num(r.get("predicted_speedup")) is not None and _num(r.get("val_top1")) is not None]
+    xs = [float(r["predicted_speedup"]) for r in kept]
+    ys = [float(r["val_top1"]) for r in kept]
+    labels = [str(r.get("iteration", i + 1)) for i, r in enumerate(kept)]
+    v0 = _num(_get(report, "original.val_subset_top1"))
+    if v0 is not None:
+        xs, ys, labels = [1.0] + xs, [v0] + ys, ["0"] + labels
+    by_iter = {r.get("iteration"): float(r["val_top1"]) for r in kept}
+    measured = []
+    for m in report.get("measurements") or []:
+        x = _num(m.get("speedup"))
+        if x is None or m.get("busy"):
+            continue
+        measured.append({"speedup": x, "low": _num(m.get("low")) or x, "high": _num(m.get("high")) or x,
+                         "val_top1": by_iter.get(m.get("iteration"), ys[-1] if ys else 0.0),
+                         "iteration": m.get("iteration")})
+    return {"x": xs, "y": ys, "labels": labels, "measured": measured}
+
+
 def _trajectory_plot(traj: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) -> str:
+    ser = trajectory_series(traj, report)
     fig = _figure(7.5, 4.5)
     ax = fig.add_subplot(1, 1, 1)
-    xs = [float(r["predicted_ms"]) for r in traj]
-    ys = [float(r["val_top1"]) for r in traj]
-    labels = [str(r.get("iteration", i + 1)) for i, r in enumerate(traj)]
-    p0 = _num(_get(report, "predicted.original_ms"))
-    v0 = _num(_get(report, "original.val_subset_top1"))
-    if p0 is not None and v0 is not None:
-        xs, ys, labels = [p0] + xs, [v0] + ys, ["0"] + labels
-    ax.plot(xs, ys, "o-", color="tab:blue", label="after each iteration (predicted latency)")
-    for lab, x, y in zip(labels, xs, ys):
+    ax.plot(ser["x"], ser["y"], "o-", color="tab:blue", label="after each iteration (predicted speedup)")
+    for lab, x, y in zip(ser["labels"], ser["x"], ser["y"]):
         ax.annotate(lab, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    by_iter = {r.get("iteration"): float(r["val_top1"]) for r in traj}
-    meas = [m for m in report.get("measurements") or [] if _num(m.get("trimmed_ms")) is not None]
-    if meas:  # measured latencies have their own scale: the original is measured in the same runs
-        mx = [float(m["trimmed_ms"]) for m in meas]
-        my = [by_iter.get(m.get("iteration"), ys[-1] if ys else 0.0) for m in meas]
-        if _num(meas[0].get("original_ms")) is not None and ys:
-            mx, my = [float(meas[0]["original_ms"])] + mx, [ys[0]] + my
-        ax.plot(mx, my, "s--", color="tab:red", label="measured by the protocol (original, then trimmed)")
-    ax.set_xlabel("latency of the trimmed network (ms)")
+    meas = ser["measured"]
+    if meas:  # each measured speedup has its original timed in the same run
+        ax.errorbar([m["speedup"] for m in meas], [m["val_top1"] for m in meas],
+                    xerr=[[max(0.0, m["speedup"] - m["low"]) for m in meas],
+                          [max(0.0, m["high"] - m["speedup"]) for m in meas]],
+                    fmt="s", color="tab:red", label="measured speedup by the protocol (95% interval)")
+    target = _num(report.get("target_speedup"))
+    if target is not None:
+        ax.axvline(target, color="0.5", ls=":", lw=1, label=f"target {target:.2f}x")
+    ax.set_xlabel("speedup over the original (x)")
     ax.set_ylabel("validation top-1 (%), scoring subset")
-    ax.set_title("trimming trajectory (iteration 0 = original)")
-    ax.invert_xaxis()
+    ax.set_title("trimming trajectory (iteration 0 = original, 1.0x)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _img(_png(fig), "Latency vs validation top-1 after each iteration (faster to the right)")
+    return _img(_png(fig), "Speedup vs validation top-1 after each iteration (predicted; measured in red)")
 
 
 def _channels_plot(original: Mapping[str, int], trimmed: Mapping[str, int]) -> str:

@@ -6,6 +6,7 @@
 - :mod:`~compactnet.search.schedule`: Eq. 1-2 sub-targets, Table-3 settings, presets, width choice.
 - :mod:`~compactnet.search.loop`: the iterations, candidate scoring, stop-on-measured, checkpoints.
 - :mod:`~compactnet.search.snapshots`: networks saved as measured speedups cross thresholds.
+- :mod:`~compactnet.search.baselines`: uniform width scaling and the extra-training control beside a result.
 - :mod:`~compactnet.search.optimize`: :func:`optimize`, the whole stage for the CLI.
 """
 
@@ -15,8 +16,8 @@ from compactnet.search.importance import get_importance
 from compactnet.search.latency import LatencyModel, MacsLatencyModel, as_latency_model
 from compactnet.search.loop import Measured, ProgressiveSearch, SearchState, protocol_measure
 from compactnet.search.optimize import SearchResult, optimize
-from compactnet.search.snapshots import Snapshots, snapshot_tag
 from compactnet.search.schedule import PRESETS, Preset, choose_width, get_preset, solve_t_init, sub_targets
+from compactnet.search.snapshots import Snapshots, snapshot_tag
 
 __all__ = ["ChannelGroup", "GroupPruner", "PruneRecord", "config_from_model", "history_from_json",
            "history_to_json", "get_importance", "LatencyModel", "MacsLatencyModel", "as_latency_model",

@@ -26,12 +26,11 @@ def plot_trajectory(trajectory: Sequence[Mapping[str, Any]], original: Mapping[s
         original_val: The original's validation top-1 on the scoring subset (plotted as iteration 0).
         measurements: Protocol measurements (``speedup``, ``low``, ``high``) drawn beside the predictions.
     """
-    import matplotlib
+    # a Figure with its own canvas: no pyplot state, and the caller's (notebook's) backend is left alone
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
     # speedups, not milliseconds: a recalibrated predictor changes its scale mid-search, a ratio it keeps
     xs = [r["predicted_speedup"] for r in trajectory]
     ys = [r["val_top1"] for r in trajectory]
@@ -67,7 +66,6 @@ def plot_trajectory(trajectory: Sequence[Mapping[str, Any]], original: Mapping[s
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.stem}.tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     tmp.replace(p)
     return p
 

@@ -143,3 +143,21 @@ def test_report_refuses_what_is_neither(tmp_path):
     (bad / "trajectory.json").write_text("{not json")
     with pytest.raises(CompactNetError, match="not readable JSON"):
         write_report(bad)
+
+
+def test_the_trajectory_plots_speedups_so_recalibration_does_not_move_the_scale():
+    from compactnet.report import trajectory_series
+
+    # iteration 3 came after a recalibration that doubled every predicted millisecond: the
+    # milliseconds jump, the predicted speedup (a ratio over the original under the same predictor) does not
+    traj = [{"iteration": 1, "predicted_ms": 0.8, "predicted_speedup": 1.25, "val_top1": 90.0},
+            {"iteration": 2, "predicted_ms": 0.7, "predicted_speedup": 1.43, "val_top1": 89.0},
+            {"iteration": 3, "predicted_ms": 1.3, "predicted_speedup": 1.54, "val_top1": 88.5}]
+    report = {"original": {"val_subset_top1": 91.0},
+              "measurements": [{"iteration": 2, "speedup": 1.3, "low": 1.25, "high": 1.36},
+                               {"iteration": 3, "speedup": 1.6, "low": 1.1, "high": 2.2, "busy": True},
+                               {"iteration": 3, "refused": "busy"}]}
+    ser = trajectory_series(traj, report)
+    assert ser["x"] == [1.0, 1.25, 1.43, 1.54] and ser["y"] == [91.0, 90.0, 89.0, 88.5]
+    assert ser["labels"] == ["0", "1", "2", "3"]
+    assert ser["measured"] == [{"speedup": 1.3, "low": 1.25, "high": 1.36, "val_top1": 89.0, "iteration": 2}]

@@ -1,8 +1,9 @@
 """Static HTML catalogue of a zoo index: one table per platform and an accuracy-vs-latency plot.
 
 The page (``index.html`` beside ``index.json``) is self-contained: the plot is a base64 PNG drawn
-with matplotlib's Agg backend, links point at the files relative to the page, so any static file
-server (or :func:`compactnet.zoo.serve.serve`) can host the folder.
+on a :class:`matplotlib.figure.Figure` (its own Agg canvas, the global backend untouched), links
+point at the files relative to the page, so any static file server (or
+:func:`compactnet.zoo.serve.serve`) can host the folder.
 """
 
 from __future__ import annotations
@@ -35,10 +36,7 @@ def plot_png(index: ZooIndex) -> bytes | None:
             points.setdefault(e.platform, []).append((e.metrics.latency_ms, e.metrics.top1, e.tag))
     if not points:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot, no global backend switch: the caller's backend is untouched
 
     fig = Figure(figsize=(6.4, 4.2), dpi=100)
     ax = fig.add_subplot()
