@@ -6,6 +6,10 @@
 # killed run is simply started again. Outputs go to results/ (committed).
 #
 #   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline profile fit testset predictors search zoo
+#
+# The baseline every search starts from and the zoo's "base" entry are the same weights: the bundled
+# compactnet/assets/mobilenetv2.cifar10.safetensors (with its card), or, when the optional "baseline"
+# step runs (or BASELINE_DIR names a `compactnet train` output folder), that folder's model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${RESULTS:-results}
@@ -14,8 +18,26 @@ STEPS=${*:-"profile fit testset predictors search zoo"}
 mkdir -p "$R"
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 
-if has baseline; then  # ~45 min on 2 cores: the bundled baseline
-  compactnet -v train --model mobilenetv2 --recipe default --epochs 20 --out runs/mobilenetv2-baseline
+if has baseline; then  # ~45 min on 2 cores: retrain the baseline instead of using the bundled one
+  BASELINE_DIR=${BASELINE_DIR:-runs/mobilenetv2-baseline}
+  compactnet -v train --model mobilenetv2 --recipe default --epochs 20 --out "$BASELINE_DIR"
+fi
+if has search || has zoo; then  # both start from the same baseline weights
+  if [[ -z "${BASELINE_DIR:-}" ]]; then
+    # the bundled baseline, laid out as `compactnet zoo publish DIR` reads a trained baseline folder
+    # (card.json + mobilenetv2.safetensors); removed on exit
+    ASSETS="$PWD/compactnet/assets"
+    for f in mobilenetv2.cifar10.safetensors mobilenetv2.cifar10.card.json; do
+      [[ -f "$ASSETS/$f" ]] || { echo "missing $ASSETS/$f: run the 'baseline' step or set BASELINE_DIR" >&2; exit 1; }
+    done
+    BASELINE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/compactnet-baseline.XXXXXX")
+    trap 'rm -rf "$BASELINE_DIR"' EXIT
+    ln -s "$ASSETS/mobilenetv2.cifar10.safetensors" "$BASELINE_DIR/mobilenetv2.safetensors"
+    ln -s "$ASSETS/mobilenetv2.cifar10.card.json" "$BASELINE_DIR/card.json"
+  fi
+  BASELINE_WEIGHTS="$BASELINE_DIR/mobilenetv2.safetensors"
+  [[ -f "$BASELINE_WEIGHTS" && -f "$BASELINE_DIR/card.json" ]] || {
+    echo "$BASELINE_DIR must hold card.json and mobilenetv2.safetensors (a compactnet train output)" >&2; exit 1; }
 fi
 if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
   python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \
@@ -37,16 +59,18 @@ if has search; then    # issue 5: the CompactNet loop, stopped on measured speed
   for s in ${SPEEDUPS:-1.5 1.8}; do
     tag=s${s/./p}x
     for p in ${SEARCH_PLATFORMS:-ort-cpu-fp32-t1}; do
-      compactnet optimize --model mobilenetv2 --platform "$p" --speedup "$s" --predictor "$R/predictors/$p" \
-        --preset quick --out "$R/search/mobilenetv2-$p-$tag" | tee "$R/search/mobilenetv2-$p-$tag.txt"
+      compactnet optimize --model mobilenetv2 --weights "$BASELINE_WEIGHTS" --platform "$p" --speedup "$s" \
+        --predictor "$R/predictors/$p" --preset quick --out "$R/search/mobilenetv2-$p-$tag" \
+        | tee "$R/search/mobilenetv2-$p-$tag.txt"
     done
   done
 fi
 if has zoo; then       # issue 6: publish the baseline and the search results (measured anew)
   for p in $PLATFORMS; do
-    compactnet zoo publish "${BASELINE_DIR:-runs/mobilenetv2-baseline}" --platform "$p" --index zoo/index.json --replace
+    compactnet zoo publish "$BASELINE_DIR" --platform "$p" --index zoo/index.json --replace
   done
   for d in "$R"/search/*/; do
+    [[ -d "$d" ]] || continue                       # no search results yet
     compactnet zoo publish "$d" --index zoo/index.json --replace
   done
 fi
