@@ -247,7 +247,8 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
                       f"±10% {_pct(c.get('within10'), 5, 0)}  tau {_num(c.get('kendall_tau'), 5)}")
         if r["speed"]:
             s = r["speed"]
-            print(f"speed: {s['configs']:,} distinct random MobileNetV2 configurations ({s['layer_rows']:,} layer rows, "
+            print(f"speed: {s['configs']:,} distinct random MobileNetV2 configurations "
+                  f"({s['layer_rows']:,} layer rows, "
                   f"{s['distinct_layer_rows']:,} distinct, {s['granularity']}) in {s['seconds'] * 1e3:.1f} ms: "
                   f"{s['configs_per_s']:,.0f} configurations/s, {s['distinct_rows_per_s']:,.0f} distinct layer "
                   f"predictions/s; one whole-network query {s['one_query_ms']:.2f} ms")

@@ -564,5 +564,5 @@ def predict_table(predictor: LatencyPredictor, network: NetworkSpec | str | Path
     return predictor.predict_layers(spec), predictor.predict(spec)
 
 
-__all__ = ["LatencyPredictor", "channels_raw", "unique_rows", "as_spec", "fit_platform", "predict_table", "UNKNOWN_KIND",
-           "network_layers", "uses_units", "granularity_mismatch", "load_samples", "MIN_LAYER_MS"]
+__all__ = ["LatencyPredictor", "channels_raw", "unique_rows", "as_spec", "fit_platform", "predict_table",
+           "UNKNOWN_KIND", "network_layers", "uses_units", "granularity_mismatch", "load_samples", "MIN_LAYER_MS"]

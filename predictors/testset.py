@@ -25,11 +25,11 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from compactnet.errors import ConfigError, DataError, bad_value
+from compactnet.errors import DataError, bad_value
 
 log = logging.getLogger(__name__)
 TESTSET_SEED = 91_017  # fixed before any tuning; never reused for sampling

@@ -40,7 +40,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Sequence
 

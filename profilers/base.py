@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from compactnet.errors import ConfigError, MeasurementError, bad_value
+from compactnet.errors import MeasurementError, bad_value
 from compactnet.spec import Latency, LayerSpec, Measurement, Platform, hardware_id
 
 from compactnet.profilers.layers import layer_onnx, network_onnx, overhead_onnx
@@ -438,11 +436,12 @@ class SyntheticProfiler(Profiler):
         platform: Overrides :func:`synthetic_platform`.
         network_bias: Relative amount by which a whole network is slower than the sum of its layers.
         overhead_ms: Per-call overhead the fake platform reports (recorded in each measurement;
-            layer latencies are, as on a real runtime, already net of it).
+            layer and network latencies are, as a profiler's, already net of it). 0 by default, so
+            that a predictor fitted on these samples predicts what :meth:`measure_networks` reads.
     """
 
     def __init__(self, noise: float = 0.0, seed: int = 0, delay_s: float = 0.0, protocol: Protocol | None = None,
-                 platform: Platform | None = None, network_bias: float = 0.0, overhead_ms: float = 0.01):
+                 platform: Platform | None = None, network_bias: float = 0.0, overhead_ms: float = 0.0):
         super().__init__(platform or synthetic_platform(), protocol)
         self.overhead_ms = float(overhead_ms)
         self.noise = float(noise)

@@ -16,9 +16,9 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from compactnet.errors import CompactNetError, ConfigError, bad_value
 from compactnet.spec import Measurement, NetworkSpec, Platform

@@ -20,10 +20,10 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from compactnet.errors import CompactNetError, DataError
-from compactnet.spec import LayerSpec, Measurement, Platform
+from compactnet.spec import LayerSpec, Measurement
 
 from compactnet.profilers.base import now_iso
 

@@ -17,7 +17,8 @@ from compactnet.profilers.store import SampleStore, layer_key
 
 
 def _measure(n: int, seed: int = 0):
-    return SyntheticProfiler(noise=0.02, seed=seed).measure(make_strategy("random", seed=seed).take(n))
+    prof = SyntheticProfiler(noise=0.02, seed=seed, overhead_ms=0.01)
+    return prof.measure(make_strategy("random", seed=seed).take(n))
 
 
 def test_round_trip_keys_and_distinct(tmp_path):
