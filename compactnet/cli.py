@@ -381,7 +381,8 @@ def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, roun
 @click.option("--estimator", type=click.Choice(PORTABLE_ESTIMATORS), default="gbdt", show_default=True,
               help="Per-kind estimator (all saved pickle-free; the random-forest baseline has no portable "
                    "form and is only in the Python API).")
-@click.option("--context", default=None, help="Use only samples of this measuring context.")
+@click.option("--context", type=click.Choice(["rotation", "isolated", "flush"]), default="rotation",
+              show_default=True, help="Use only samples of this measuring context.")
 @click.option("--calibrate", "n_calibrate", type=click.IntRange(min=0), default=0, show_default=True,
               help="Calibrate on N whole networks measured now on --platform: the untrimmed --model and N-1 "
                    "seeded random trims of it (refused on a busy machine).")
@@ -498,7 +499,8 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/optimize", show_default=True,
               help="Output folder; a search found there with the same settings is resumed.")
 @DATA_OPT
-@click.option("--n-jobs", type=int, default=1, show_default=True, help="Candidates scored in parallel.")
+@click.option("--n-jobs", type=click.IntRange(min=-1), default=1, show_default=True,
+              help="Candidates scored in parallel (-1: all cores).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--measure/--no-measure", default=True, show_default=True,
               help="Measure original vs trimmed by the protocol and continue until the target holds.")
@@ -507,15 +509,25 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Run the final retrain.")
 @click.option("--distill/--no-distill", default=None,
               help="Distil the unpruned model into fine-tuning and retraining (default: the preset's).")
+@click.option("--methods", default="trim", show_default=True,
+              help="Comma-separated methods: trim, lowrank, int8. Anything beyond trim runs the composition.")
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
-             mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill):
+             mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, methods):
     """Trim a trained model until a target speedup holds on the platform (the CompactNet loop)."""
     from compactnet.cards import resolve_weights
     from compactnet.search import optimize as run_optimize
 
     if (speedup is None) == (latency_ms is None):
         raise click.UsageError("give exactly one target: --speedup X or --latency-ms X")
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = set(chosen) - {"trim", "lowrank", "int8"}
+    if unknown or not chosen:
+        raise click.BadParameter(f"methods among trim, lowrank, int8; got {methods!r}", param_hint="--methods")
     predictor = "flops" if flops_proxy else load_predictor(platform_key, predictor_path)
+    if chosen != ("trim",):
+        _compose(model_name, weights, channels, platform_key, speedup, predictor, chosen, out_dir, data, seed,
+                 measure, busy)
+        return
     overrides = {k: v for k, v in (("iterations", iterations), ("distill", distill)) if v is not None}
     result = run_optimize(model_name, resolve_weights(model_name, weights), platform_key, speedup=speedup,
                           latency_ms=latency_ms, predictor=predictor, preset=preset, mode=mode,
@@ -524,6 +536,46 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
                           command=command_line(), **overrides)
     md = Path(result.out_dir) / "report.md"
     click.echo(md.read_text() if md.exists() else json.dumps(result.report, indent=2, default=str))
+
+
+def _compose(model_name, weights, channels, platform_key, speedup, predictor, methods, out_dir, data, seed,
+             measure, busy) -> None:
+    """`optimize --methods ...`: trimming, low-rank and int8 composed by predicted gain per accuracy lost."""
+    import copy
+
+    from compactnet.data import load_cifar10
+    from compactnet.models import save_weights
+    from compactnet.search.methods.compose import compose, measure_composition
+
+    if speedup is None:
+        raise click.UsageError("--methods beyond trim needs --speedup")
+    if predictor == "flops":
+        raise click.UsageError("--methods beyond trim needs a latency predictor, not --flops-proxy")
+    int8_predictor = None
+    if "int8" in methods:
+        from compactnet.spec import Platform
+
+        p = Platform.parse(platform_key)
+        int8_key = f"{p.runtime}-{p.provider}-int8-t{p.threads}"
+        try:
+            int8_predictor = load_predictor(int8_key, None)
+        except CompactNetError:
+            log.warning("no predictor for %s: int8 latency assumed from the fp32 prediction", int8_key)
+    original = load_model(model_name, channels, weights)
+    ds = load_cifar10(data)
+    result = compose(copy.deepcopy(original), ds, predictor, speedup, methods=methods,
+                     int8_latency=int8_predictor, teacher=original, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    if measure:
+        comp = measure_composition(original, result, ds, platform_key, busy=busy)
+        summary["measured"] = comp.to_dict()
+    save_weights(result.model, out / "weights.safetensors")
+    (out / "compose.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    click.echo(f"{result.label}: predicted {summary['predicted_ms']:.4f} ms vs {summary['original_ms']:.4f} ms, "
+               f"val top-1 {summary['val_top1']:.2f}% (original {summary['original_val_top1']:.2f}%) -> "
+               f"{out / 'compose.json'}")
 
 
 # ----- zoo ------------------------------------------------------------------------------------
@@ -618,10 +670,12 @@ def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace):
         from compactnet.cards import read_card
 
         card = read_card(root / "card.json")
+        if not card.get("model"):
+            raise click.UsageError(f"{root / 'card.json'} names no model; is it a `compactnet train` card?")
         if not platform_key:
             raise click.UsageError("publishing a trained baseline needs --platform KEY")
         entry = publish_model(root / f"{card['model']}.safetensors", card["model"], index_path, platform_key,
-                              None, data=data, rounds=rounds, val_top1=card.get("val_top1"),
+                              card.get("channels"), data=data, rounds=rounds, val_top1=card.get("val_top1"),
                               command=card.get("command", ""), publish_command=command_line(),
                               source=str(root), replace_existing=replace)
     else:
