@@ -106,6 +106,7 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, 
         f"Predicted speedup: {_fmt(pred.get('speedup'), '.2f')}x. "
         + (f"Measured speedup: {_fmt(meas.get('speedup'), '.2f')}x, 95% interval [{_fmt(meas.get('low'), '.2f')}, "
            f"{_fmt(meas.get('high'), '.2f')}], target {'reached' if meas.get('reached') else 'not reached'}."
+           + (" FLAGGED: taken while other processes loaded the machine; do not publish it." if meas.get("busy") else "")
            if meas else "Not measured."),
         "",
         "Channels per group (original -> trimmed): "
