@@ -509,10 +509,14 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
 @click.option("--retrain/--no-retrain", default=True, show_default=True, help="Run the final retrain.")
 @click.option("--distill/--no-distill", default=None,
               help="Distil the unpruned model into fine-tuning and retraining (default: the preset's).")
+@click.option("--snapshots", default=None,
+              help="Comma-separated speedups (e.g. 1.5,1.8,2.0) at which to save a measured snapshot of the trimmed "
+                   "network (not retrained) under OUT/snapshots.")
 @click.option("--methods", default="trim", show_default=True,
               help="Comma-separated methods: trim, lowrank, int8. Anything beyond trim runs the composition.")
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
-             mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, methods):
+             mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, snapshots,
+             methods):
     """Trim a trained model until a target speedup holds on the platform (the CompactNet loop)."""
     from compactnet.cards import resolve_weights
     from compactnet.search import optimize as run_optimize
@@ -529,6 +533,12 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
                  measure, busy)
         return
     overrides = {k: v for k, v in (("iterations", iterations), ("distill", distill)) if v is not None}
+    if snapshots:
+        try:
+            overrides["snapshots"] = tuple(float(t) for t in snapshots.split(",") if t.strip())
+        except ValueError:
+            raise click.BadParameter(f"comma-separated speedups like 1.5,1.8; got {snapshots!r}",
+                                     param_hint="--snapshots") from None
     result = run_optimize(model_name, resolve_weights(model_name, weights), platform_key, speedup=speedup,
                           latency_ms=latency_ms, predictor=predictor, preset=preset, mode=mode,
                           importance=importance, out_dir=out_dir, data=data, n_jobs=n_jobs, seed=seed,
@@ -660,7 +670,9 @@ def zoo_best(platform_key, latency_ms, speedup, index_url, predictor_path, hardw
 @DATA_OPT
 @click.option("--rounds", type=int, default=7, show_default=True)
 @click.option("--replace", is_flag=True, help="Replace an entry of the same name.")
-def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace):
+@click.option("--force", is_flag=True,
+              help="Publish under the target's name even when the measured lower bound misses the target.")
+def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace, force):
     """Turn a search output (or a `compactnet train` baseline) folder into a zoo entry, measuring latency and top-1."""
     from compactnet.zoo import publish, publish_model
 
@@ -677,10 +689,10 @@ def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace):
         entry = publish_model(root / f"{card['model']}.safetensors", card["model"], index_path, platform_key,
                               card.get("channels"), data=data, rounds=rounds, val_top1=card.get("val_top1"),
                               command=card.get("command", ""), publish_command=command_line(),
-                              source=str(root), replace_existing=replace)
+                              source=str(root), replace_existing=replace, force=force)
     else:
         entry = publish(result_dir, index_path, platform=platform_key, data=data, rounds=rounds,
-                        publish_command=command_line(), replace_existing=replace)
+                        publish_command=command_line(), replace_existing=replace, force=force)
     click.echo(f"published {entry.name} into {index_path}")
 
 
