@@ -41,17 +41,21 @@ if has search || has zoo; then  # both start from the same baseline weights
 fi
 if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
   python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \
-    --store "$R/samples.sqlite" --json "$R/profilers_bench.json" --no-progress | tee "$R/profilers_bench.txt"
+    --store "$R/samples.sqlite" --dense-store "$R/dense.sqlite" --json "$R/profilers_bench.json" --no-progress \
+    | tee "$R/profilers_bench.txt"
 fi
 if has fit; then       # one portable (pickle-free) GBDT predictor per platform
-  for p in $PLATFORMS; do compactnet fit --platform "$p" --store "$R/samples.sqlite" --out "$R/predictors/$p"; done
+  for p in $PLATFORMS; do
+    compactnet fit --platform "$p" --store "$R/samples.sqlite" --out "$R/predictors/$p" --calibrate ${CALIBRATE:-6}
+  done
 fi
 if has testset; then   # the fixed predictor test set, measured for real
   python benchmarks/measure_testset.py --store "$R/samples.sqlite" --out "$R/testset" --platforms $PLATFORMS \
     --mobilenetv2 ${TEST_MBV2:-200} --resnet20 ${TEST_RESNET:-30} --vgg ${TEST_VGG:-30}
 fi
 if has predictors; then
-  python benchmarks/predictors_bench.py --store "$R/samples.sqlite" --platforms "${PLATFORMS// /,}" \
+  python benchmarks/predictors_bench.py --store "$R/samples.sqlite" --dense-store "$R/dense.sqlite" \
+    --platforms "${PLATFORMS// /,}" \
     --testset "$R/testset/testset.json" --results "$R/testset/results.json" | tee "$R/predictors_bench.txt"
 fi
 if has search; then    # issue 5: the CompactNet loop, stopped on measured speedup
@@ -60,7 +64,7 @@ if has search; then    # issue 5: the CompactNet loop, stopped on measured speed
     tag=s${s/./p}x
     for p in ${SEARCH_PLATFORMS:-ort-cpu-fp32-t1}; do
       compactnet optimize --model mobilenetv2 --weights "$BASELINE_WEIGHTS" --platform "$p" --speedup "$s" \
-        --predictor "$R/predictors/$p" --preset quick --out "$R/search/mobilenetv2-$p-$tag" \
+        --predictor "$R/predictors/$p" --preset ${PRESET:-quick} --out "$R/search/mobilenetv2-$p-$tag" \
         | tee "$R/search/mobilenetv2-$p-$tag.txt"
     done
   done
