@@ -257,7 +257,8 @@ def _onnx_info(path: Path) -> tuple[int, int, str]:
     return int(opset or 0), int(proto.ir_version), inputs[0] if inputs else "input"
 
 
-def _check_parity(model: Any, onnx_path: Path, input_shape: tuple[int, ...], atol: float = 1e-3) -> None:
+def _torch_and_onnx_outputs(model: Any, onnx_path: Path, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """Outputs of the torch model and of its ONNX file (onnxruntime, one thread) on one seeded input."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -268,7 +269,13 @@ def _check_parity(model: Any, onnx_path: Path, input_shape: tuple[int, ...], ato
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return ref, sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _check_parity(model: Any, onnx_path: Path, input_shape: tuple[int, ...], atol: float = 1e-3) -> None:
+    import numpy as np
+
+    ref, got = _torch_and_onnx_outputs(model, onnx_path, input_shape)
     diff = float(np.max(np.abs(got - ref))) if got.shape == ref.shape else math.inf
     if not diff <= atol:
         raise ModelFileError(f"{onnx_path} does not compute what the weights do (max abs diff {diff:.3g} > {atol}); "
@@ -290,8 +297,6 @@ def _accuracy_result(v: AccuracyResult | Mapping[str, Any]) -> AccuracyResult:
 def _check_int8_graph(model: Any, onnx_path: Path, input_shape: tuple[int, ...]) -> None:
     """The int8 graph holds QDQ nodes and computes (to quantization error) what the weights do."""
     import numpy as np
-    import onnxruntime as ort
-    import torch
 
     from compactnet.export import load_onnx
 
@@ -299,13 +304,7 @@ def _check_int8_graph(model: Any, onnx_path: Path, input_shape: tuple[int, ...])
     if not {"QuantizeLinear", "DequantizeLinear"} & ops:
         raise ModelFileError(f"{onnx_path} holds no QuantizeLinear/DequantizeLinear nodes: it is not an int8 (QDQ) "
                              "graph; quantize it first (compactnet quantize)")
-    x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-    with torch.no_grad():
-        ref = model.eval()(torch.from_numpy(x)).numpy()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    ref, got = _torch_and_onnx_outputs(model, onnx_path, input_shape)
     if got.shape != ref.shape or not float(np.max(np.abs(got - ref))) <= 0.5 * float(np.max(np.abs(ref))) + 0.5:
         raise ModelFileError(f"{onnx_path} does not compute what the weights do, even allowing for quantization; "
                              "pass the int8 graph quantized from these weights")
