@@ -12,7 +12,12 @@ For each platform it prints:
 * a sparse run (``--strategy``, default sobol) of ``--samples`` (default 300) samples: wall time
   and seconds per sample (ONNX build, session compile or ncnn conversion, timing, store);
 * the Figure-7 check: latency of the first 1..18 units as prefix networks vs the sum of their
-  profiled units, error per prefix.
+  profiled units, error per prefix, with the Relu overhead subtracted; then a composition
+  (effective per-call overhead ``o``; scale ``a`` and per-call ``b``) fitted on raw timings of the
+  same prefixes, its in-sample error, and its error on the prefixes of a held-out random trim of
+  MobileNetV2 (``--holdout-seed``) -- the number to quote. With ``--store`` the fitted composition
+  is also recorded in that store's metadata (``compactnet.profilers.composition.load_composition``).
+  ``--figure7-only`` skips everything else (a few minutes for the three runtimes).
 
 Never run it while another CPU-heavy job runs (DESIGN): measurements taken on a busy machine are
 refused unless ``--busy flag``. ``--quick`` runs the synthetic platform only with tiny settings,
@@ -23,6 +28,7 @@ Usage::
     python benchmarks/profilers_bench.py                       # ort, openvino, ncnn (those installed)
     python benchmarks/profilers_bench.py --quick               # synthetic smoke test, seconds
     python benchmarks/profilers_bench.py --platforms ort-cpu-fp32-t1 --json out.json
+    python benchmarks/profilers_bench.py --figure7-only --json fig7.json   # Figure 7 only
 """
 
 from __future__ import annotations
@@ -64,12 +70,16 @@ def bench_platform(key: str, args: argparse.Namespace, workdir: Path) -> dict:
     """Run every part of the benchmark on one platform; return a JSON-ready dict."""
     from compactnet.profilers.base import Protocol, get_profiler, noise_floor
     from compactnet.profilers.run import profile
+    from compactnet.profilers.composition import save_composition
     from compactnet.profilers.validate import figure7
 
     protocol = Protocol(rounds=args.rounds, runs=args.runs, warmup=args.warmup, busy=args.busy,
                         context=args.context)
     prof = get_profiler(key, protocol)
     out: dict = {"platform": prof.platform.to_dict(), "protocol": protocol.to_dict()}
+    if args.figure7_only:
+        _bench_figure7(prof, args, out, figure7, save_composition)
+        return out
 
     t0 = time.perf_counter()
     nf = noise_floor(prof, repeats=args.repeats)
@@ -92,15 +102,31 @@ def bench_platform(key: str, args: argparse.Namespace, workdir: Path) -> dict:
                      "seconds_per_sample": sparse.seconds_per_sample, "store": str(sparse_store),
                      "kept": args.store is not None}
 
-    fig = figure7(prof)
-    out["figure7"] = fig.to_dict()
-    out["figure7_table"] = fig.table()
+    _bench_figure7(prof, args, out, figure7, save_composition)
     return out
+
+
+def _bench_figure7(prof, args: argparse.Namespace, out: dict, figure7, save_composition) -> None:
+    t0 = time.perf_counter()
+    fig = figure7(prof, seed=args.holdout_seed)
+    out["figure7"] = fig.to_dict()
+    out["figure7"]["wall_s"] = time.perf_counter() - t0
+    out["figure7_table"] = fig.table()
+    out["figure7_lines"] = fig.summary_lines()
+    if args.store is not None and fig.composition is not None:
+        from compactnet.profilers.store import SampleStore
+
+        with SampleStore(args.store) as st:
+            out["figure7"]["composition_store_key"] = save_composition(st, fig.composition)
 
 
 def print_report(res: dict) -> None:
     p = res["platform"]
     print(f"\n=== {p['key']}  ({p['hardware']}, runtime {p['runtime_version']}) ===")
+    if "dense" not in res:  # --figure7-only
+        print(res["figure7_table"])
+        print(f"Figure-7 wall time {_fmt_s(res['figure7'].get('wall_s'))}")
+        return
     nf = res["noise_floor"]
     print(f"noise floor: {nf['rel_spread']:.1%} relative spread of {nf['repeats']} medians "
           f"(IQR {nf['rel_iqr']:.1%}, CV {nf['cv']:.1%}; probe block {nf['median_ms']:.4f} ms)")
@@ -114,6 +140,7 @@ def print_report(res: dict) -> None:
     print(f"sparse ({s['strategy']}, {s['space']}): {s['samples']} samples in {_fmt_s(s['wall_s'])} "
           f"({s['seconds_per_sample']:.3f} s/sample)" + (f"; kept in {s['store']}" if s.get("kept") else ""))
     print(res["figure7_table"])
+    print(f"Figure-7 wall time {_fmt_s(res['figure7'].get('wall_s'))}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="layers", choices=("layers", "units"),
                     help="sparse space: runtime-level layers of the 3 registry models, or the 18 MobileNetV2 units")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--figure7-only", action="store_true",
+                    help="only the Figure-7 check (relu-subtracted, fitted in-sample, held-out)")
+    ap.add_argument("--holdout-seed", type=int, default=0, help="seed of the Figure-7 held-out MobileNetV2 trim")
     args = ap.parse_args(argv)
     if args.quick:
         args.platforms = args.platforms or ["synthetic-cpu-fp32-t1"]

@@ -6,7 +6,8 @@ Modules: :mod:`~compactnet.profilers.layers` (a LayerSpec as an ONNX graph),
 :mod:`~compactnet.profilers.sampling` (dense, random, sobol, prior, adaptive),
 :mod:`~compactnet.profilers.store` (SQLite sample store), :mod:`~compactnet.profilers.run`
 (profile, platform_table), :mod:`~compactnet.profilers.agent` (remote agent and client),
-:mod:`~compactnet.profilers.validate` (the Figure-7 check).
+:mod:`~compactnet.profilers.validate` (the Figure-7 check), :mod:`~compactnet.profilers.composition`
+(effective per-call overhead fitted on prefix networks).
 
 Names are imported lazily so that ``import compactnet.profilers`` stays cheap.
 """
@@ -25,6 +26,7 @@ _EXPORTS = {
     "profile": "run", "ProfileReport": "run", "platform_table": "run",
     "serve_agent": "agent", "AgentClient": "agent", "RemoteProfiler": "agent",
     "figure7": "validate", "Figure7Report": "validate",
+    "Composition": "composition", "save_composition": "composition", "load_composition": "composition",
 }
 
 __all__ = sorted(_EXPORTS)

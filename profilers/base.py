@@ -438,6 +438,8 @@ class SyntheticProfiler(Profiler):
         overhead_ms: Per-call overhead the fake platform reports (recorded in each measurement;
             layer and network latencies are, as a profiler's, already net of it). 0 by default, so
             that a predictor fitted on these samples predicts what :meth:`measure_networks` reads.
+            Under ``Protocol(subtract_overhead=False)`` every layer and network reads it on top
+            (one call each), as raw timings do.
     """
 
     def __init__(self, noise: float = 0.0, seed: int = 0, delay_s: float = 0.0, protocol: Protocol | None = None,
@@ -449,6 +451,10 @@ class SyntheticProfiler(Profiler):
         self.network_bias = float(network_bias)
         self._rng = np.random.default_rng(seed)
         self.calls = 0
+
+    def _raw_extra(self, protocol: Protocol) -> float:
+        """Raw timings (``subtract_overhead=False``) include one call overhead per model."""
+        return 0.0 if protocol.subtract_overhead else self.overhead_ms
 
     def _latency(self, base_ms: float, protocol: Protocol) -> Latency:
         if self.noise > 0:
@@ -465,7 +471,7 @@ class SyntheticProfiler(Profiler):
             self.calls += 1
             if self.delay_s:
                 time.sleep(self.delay_s)
-            out.append(self._latency(synthetic_cost_ms(layer, protocol.context), protocol))
+            out.append(self._latency(synthetic_cost_ms(layer, protocol.context) + self._raw_extra(protocol), protocol))
         return out, 0.0, self.overhead_ms
 
     def time_networks(self, networks: Sequence[Sequence[LayerSpec]], protocol: Protocol
@@ -473,7 +479,7 @@ class SyntheticProfiler(Profiler):
         out = []
         for net in networks:
             base = sum(synthetic_cost_ms(l, "rotation") for l in net) * (1.0 + self.network_bias)
-            out.append(self._latency(base, protocol))
+            out.append(self._latency(base + self._raw_extra(protocol), protocol))
         return out, 0.0, self.overhead_ms
 
 

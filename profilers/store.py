@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from compactnet.errors import CompactNetError, DataError
+from compactnet.errors import CompactNetError, DataError, bad_value
 from compactnet.spec import LayerSpec, Measurement
 
 from compactnet.profilers.base import now_iso
@@ -130,6 +130,20 @@ class SampleStore:
                 self._conn.execute("ROLLBACK")
                 raise
         return len(rows)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a metadata string (e.g. a fitted composition, :mod:`~compactnet.profilers.composition`),
+        replacing an older value under ``key``."""
+        if not isinstance(key, str) or not key or key == "schema_version":
+            raise bad_value("key", "a non-empty string other than schema_version", key)
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def get_meta(self, key: str) -> str | None:
+        """A metadata string, or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     # ----- reading -------------------------------------------------------------------------
     def _where(self, platform_key: str | None, context: str | None, hardware: str | None) -> tuple[str, list]:

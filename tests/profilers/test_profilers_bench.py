@@ -25,6 +25,9 @@ def test_quick_benchmark_prints_every_part(tmp_path, capsys):
     res = json.loads((tmp_path / "out.json").read_text())
     assert res[0]["platform"]["key"] == "synthetic-cpu-fp32-t1"
     assert len(res[0]["figure7"]["rows"]) == 18 and res[0]["dense"]["full_count"] == 160_992
+    assert "fitted held-out" in out and any("held-out" in l for l in res[0]["figure7_lines"])
+    assert res[0]["figure7"]["held_out"]["mean_abs_error"]["ab"] >= 0
+    assert res[0]["figure7"]["composition_store_key"] == "composition/synthetic-cpu-fp32-t1/rotation"
     from compactnet.profilers.store import SampleStore
     with SampleStore(tmp_path / "dense.sqlite") as dense, SampleStore(tmp_path / "sparse.sqlite") as sparse:
         assert dense.count(distinct=True) == res[0]["dense"]["count_at_step"] > 0

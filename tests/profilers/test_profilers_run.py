@@ -129,3 +129,49 @@ def test_platform_table_lists_platforms():
     assert any(r["key"] == SYN for r in rows)
     assert any(r["key"] == "ort-cpu-fp32-t1" and r["runtime_version"] for r in rows)
     assert all({"key", "hardware", "runtime_version", "noise_floor"} <= set(r) for r in rows)
+
+
+def test_figure7_fits_the_call_overhead_and_reports_a_held_out_error():
+    rep = figure7(SyntheticProfiler(overhead_ms=0.03))
+    c = rep.composition
+    assert c.overhead_ms == pytest.approx(0.03, abs=1e-9) and c.context == "rotation"
+    assert (c.scale, c.call_ms) == pytest.approx((1.0, 0.03), abs=1e-6)
+    assert rep.in_sample.mean_abs_error("o") == pytest.approx(0.0, abs=1e-9)
+    h = rep.held_out
+    assert h is not None and len(h.units) == 18 and h.config != rep.in_sample.config
+    assert rep.held_out_error == pytest.approx(0.0, abs=1e-6)
+    # raw timings carry one call overhead each: the raw sum over-counts n - 1 of them
+    assert sum(h.raw_unit_ms) - h.raw_network_ms[-1] == pytest.approx(17 * 0.03, abs=1e-9)
+    summary = rep.to_dict()["summary"]
+    assert {"relu_subtracted", "fitted_in_sample", "fitted_held_out", "relu_subtracted_held_out"} <= set(summary)
+    text = rep.table()
+    for part in ("relu-subtracted", "fitted in-sample", "held-out", "o = 0.0300 ms"):
+        assert part in text
+
+
+def test_figure7_held_out_error_differs_from_in_sample_under_a_network_bias():
+    rep = figure7(SyntheticProfiler(overhead_ms=0.02, network_bias=0.1), seed=1)
+    assert rep.mean_abs_error == pytest.approx(1 - 1 / 1.1)  # relu column as before
+    assert rep.in_sample.mean_abs_error("ab") < rep.mean_abs_error
+    assert rep.held_out_error > 0 and rep.held_out_error != rep.in_sample.mean_abs_error("ab")
+    again = figure7(SyntheticProfiler(overhead_ms=0.02, network_bias=0.1), seed=1)
+    assert again.to_dict() == rep.to_dict()  # deterministic
+    other = figure7(SyntheticProfiler(overhead_ms=0.02, network_bias=0.1), seed=2)
+    assert other.held_out.config != rep.held_out.config
+
+
+def test_figure7_options_and_bad_input():
+    from compactnet.extract import mobilenetv2_units
+
+    prof = SyntheticProfiler(overhead_ms=0.01)
+    old = figure7(prof, fit=False)
+    assert old.composition is None and old.held_out is None and "summary" in old.to_dict()
+    no_held = figure7(prof, holdout=None)
+    assert no_held.composition is not None and no_held.held_out is None
+    units = list(mobilenetv2_units(include_last=False))
+    with pytest.raises(ConfigError, match="holdout"):
+        figure7(prof, holdout=None, holdout_units=units)  # the fitted configuration itself is not held out
+    with pytest.raises(ConfigError, match="at least 2 units"):
+        figure7(prof, units=units[:1])
+    short = figure7(prof, units=units[:4], holdout_relu=False)
+    assert len(short.held_out.units) == 4 and short.held_out.relu_errors == ()
