@@ -67,21 +67,69 @@ if has predictors; then
 fi
 if has search; then    # issue 5: the CompactNet loop, stopped on measured speedup
   mkdir -p "$R/search"
-  for s in ${SPEEDUPS:-1.5 1.8}; do
-    tag=s${s/./p}x
-    for p in ${SEARCH_PLATFORMS:-ort-cpu-fp32-t1}; do
-      compactnet optimize --model mobilenetv2 --weights "$BASELINE_WEIGHTS" --platform "$p" --speedup "$s" \
-        --predictor "$R/predictors/$p" --preset ${PRESET:-quick} --out "$R/search/mobilenetv2-$p-$tag" \
-        | tee "$R/search/mobilenetv2-$p-$tag.txt"
+  # PROGRESSIVE="2.0:1.5,1.8" (final target : snapshot thresholds): one progressive search per platform of
+  # PLATFORMS instead of one search per SPEEDUPS value; every snapshot is retrained by the final recipe
+  # into a folder `zoo publish` reads (results/search/mobilenetv2-<platform>-progressive/snapshots/s1p5x ...)
+  if [[ -n "${PROGRESSIVE:-}" ]]; then
+    final=${PROGRESSIVE%%:*}
+    snaps=${PROGRESSIVE#*:}
+    [[ "$PROGRESSIVE" == *:* && -n "$final" && -n "$snaps" ]] || {
+      echo "PROGRESSIVE must read FINAL:SNAPSHOTS, e.g. 2.0:1.5,1.8 (got '$PROGRESSIVE')" >&2; exit 1; }
+    for p in $PLATFORMS; do
+      out="$R/search/mobilenetv2-$p-progressive"
+      compactnet optimize --model mobilenetv2 --weights "$BASELINE_WEIGHTS" --platform "$p" --speedup "$final" \
+        --snapshots "$snaps" --predictor "$R/predictors/$p" --preset ${PRESET:-quick} --out "$out" \
+        | tee "$out.txt"
     done
-  done
+  else
+    for s in ${SPEEDUPS:-1.5 1.8}; do
+      tag=s${s/./p}x
+      for p in ${SEARCH_PLATFORMS:-ort-cpu-fp32-t1}; do
+        compactnet optimize --model mobilenetv2 --weights "$BASELINE_WEIGHTS" --platform "$p" --speedup "$s" \
+          --predictor "$R/predictors/$p" --preset ${PRESET:-quick} --out "$R/search/mobilenetv2-$p-$tag" \
+          | tee "$R/search/mobilenetv2-$p-$tag.txt"
+      done
+    done
+  fi
 fi
 if has zoo; then       # issue 6: publish the baseline and the search results (measured anew)
   for p in $PLATFORMS; do
     compactnet zoo publish "$BASELINE_DIR" --platform "$p" --index zoo/index.json --replace
   done
-  for d in "$R"/search/*/; do
+  # every search result and every retrained snapshot whose report says its target was reached (the
+  # final result: on the worst of its repeated comparisons); the others are skipped with a message, and
+  # a publish that fails (e.g. the new measurement misses the target) does not stop the others
+  reached() {  # prints why a result folder is not publishable, or nothing
+    python - "$1" <<'PY'
+import json, sys
+from pathlib import Path
+d = Path(sys.argv[1])
+try:
+    r = json.loads((d / "report.json").read_text())
+except (OSError, ValueError):
+    print("no report.json (not retrained or not finished)"); sys.exit()
+m = r.get("measured") or {}
+if not m:
+    print("never measured"); sys.exit()
+if not m.get("reached"):
+    print(f"target {r.get('target_speedup')}x not reached (measured {m.get('speedup', 0):.2f}x, "
+          f"lower bound {m.get('low', 0):.2f})")
+PY
+  }
+  failed=()
+  for d in "$R"/search/*/ "$R"/search/*/snapshots/*/; do
     [[ -d "$d" ]] || continue                       # no search results yet
-    compactnet zoo publish "$d" --index zoo/index.json --replace
+    [[ -f "$d/report.json" || -f "$d/measured.json" ]] || continue  # not a result folder
+    why=$(reached "$d")
+    if [[ -n "$why" ]]; then
+      echo "zoo: skipping $d: $why" >&2
+      continue
+    fi
+    compactnet zoo publish "$d" --index zoo/index.json --replace || {
+      echo "zoo: publishing $d failed (see above); continuing with the others" >&2; failed+=("$d"); }
   done
+  if (( ${#failed[@]} )); then
+    echo "zoo: not published: ${failed[*]}" >&2
+    exit 1
+  fi
 fi

@@ -511,12 +511,18 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
               help="Distil the unpruned model into fine-tuning and retraining (default: the preset's).")
 @click.option("--snapshots", default=None,
               help="Comma-separated speedups (e.g. 1.5,1.8,2.0) at which to save a measured snapshot of the trimmed "
-                   "network (not retrained) under OUT/snapshots.")
+                   "network under OUT/snapshots (retrained after the search unless --no-retrain-snapshots).")
+@click.option("--retrain-snapshots/--no-retrain-snapshots", default=None,
+              help="Retrain each snapshot by the final recipe into a folder `zoo publish` reads "
+                   "(default: as --retrain).")
+@click.option("--final-repeats", type=click.IntRange(min=1), default=None,
+              help="Protocol comparisons of the final decision; reached only if the worst lower bound meets the "
+                   "target (default: 3 with --preset paper, 2 with quick).")
 @click.option("--methods", default="trim", show_default=True,
               help="Comma-separated methods: trim, lowrank, int8. Anything beyond trim runs the composition.")
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
              mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, snapshots,
-             methods):
+             retrain_snapshots, final_repeats, methods):
     """Trim a trained model until a target speedup holds on the platform (the CompactNet loop)."""
     from compactnet.cards import resolve_weights
     from compactnet.search import optimize as run_optimize
@@ -543,6 +549,7 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
                           latency_ms=latency_ms, predictor=predictor, preset=preset, mode=mode,
                           importance=importance, out_dir=out_dir, data=data, n_jobs=n_jobs, seed=seed,
                           measure=measure, channels=channels, retrain=retrain, busy=busy,
+                          retrain_snapshots=retrain_snapshots, final_repeats=final_repeats,
                           command=command_line(), **overrides)
     md = Path(result.out_dir) / "report.md"
     click.echo(md.read_text() if md.exists() else json.dumps(result.report, indent=2, default=str))

@@ -22,6 +22,17 @@ predicted latency and says so; running it again on a quiet machine measures and 
 
 With ``snapshots=(1.5, 1.8, 2.0, 2.5)`` the search also saves the network each time a measured
 speedup crosses one of them, under ``snapshots/s1p5x`` etc. (:mod:`compactnet.search.snapshots`).
+After the main result is written, each snapshot is retrained by the same recipe and distillation
+as the final network (``retrain_snapshots``, default: when ``retrain``), evaluated on validation
+and test, and its folder becomes a result folder ``compactnet zoo publish`` accepts (named by the
+threshold: ``...s1p5x``); the weights as the search left them stay beside it
+(``weights.pre-retrain.safetensors``). A killed run skips finished snapshot retrains and resumes a
+started one; ``report.json`` then lists each snapshot with its retrained top-1.
+
+The final decision is taken on ``final_repeats`` protocol comparisons of original vs trimmed after
+the retrain (default 3 for the ``paper`` preset, 2 for ``quick``): the target counts as reached
+only when the worst lower bound meets it (:mod:`compactnet.search.decision`); ``measured`` is that
+worst comparison and ``measured.comparisons`` lists all. A rerun in the same folder measures again.
 """
 
 from __future__ import annotations
@@ -156,6 +167,7 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
              data: Any = None, n_jobs: int = 1, seed: int = 0, measure: bool = True, channels: Any = None,
              retrain: bool = True, progress: bool = True, busy: str = "refuse",
              on_iteration: Any = None, command: str | None = None, snapshots: Any = (),
+             retrain_snapshots: bool | None = None, final_repeats: int | None = None,
              **preset_overrides: Any) -> SearchResult:
     """Trim a trained registry model until a target speedup holds on a platform.
 
@@ -191,6 +203,10 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         snapshots: Measured speedups at which to save the network on the way (e.g.
             ``(1.5, 1.8, 2.0, 2.5)``) under ``out_dir/snapshots/s1p5x`` etc.; needs ``measure``.
             Default: none (the search measures only after its schedule).
+        retrain_snapshots: Retrain every snapshot by the final recipe after the main result and make
+            its folder publishable (None: the value of ``retrain``).
+        final_repeats: Protocol comparisons of the final decision (None: 3 for the ``paper``
+            preset, 2 otherwise); reached only when the worst lower bound meets the target.
         **preset_overrides: Preset fields to override (``iterations=``, ``candidate_steps=``, ...).
 
     Returns:
@@ -221,6 +237,10 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         raise bad_value("snapshots", "no snapshots without measurement (they are taken at measured speedups)",
                         list(snapshots))
     pre = get_preset(preset, **preset_overrides)
+    from compactnet.search.decision import check_repeats, default_repeats, repeat_measure, worst_case
+
+    repeats = check_repeats(default_repeats(pre.name) if final_repeats is None else final_repeats)
+    retrain_snaps = bool(retrain if retrain_snapshots is None else retrain_snapshots)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = create_model(entry.name, channels)
@@ -309,17 +329,18 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
     pred0 = float(search.latency.predict_many([spec0])[0])
     pred1 = float(search.latency.predict_many([spec1])[0])
     measured = None
+    final_comparisons: list[dict] = []
     if measure_fn is not None:
         t4 = time.perf_counter()
-        try:
-            measured = measure_fn(original, model, float(t_final)).to_dict()
-        except Exception as exc:  # MeasurementError on a busy machine: report, don't lose the run
-            from compactnet.errors import MeasurementError
-
-            if not isinstance(exc, MeasurementError):
-                raise
-            measured = None
-            log.warning("final measurement refused: %s", exc)
+        # drift guard: k comparisons, reached only on the worst lower bound (a refusal is recorded, not raised)
+        final_comparisons = repeat_measure(lambda: measure_fn(original, model, float(t_final)), repeats)
+        measured = worst_case(final_comparisons, float(t_final))
+        if measured is None:
+            log.warning("final measurement refused %d time(s): %s", repeats, final_comparisons[-1].get("refused"))
+        else:
+            log.info("final decision: worst of %d comparisons %.2fx [%.2f, %.2f] -> target %.2fx %s", repeats,
+                     measured["speedup"], measured["low"], measured["high"], float(t_final),
+                     "reached" if measured["reached"] else "not reached")
         timings["final_measure_s"] = time.perf_counter() - t4
 
     # ----- outputs -----------------------------------------------------------------------------
@@ -349,6 +370,8 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         "snapshots": state.snapshots,
         "predicted": {"original_ms": pred0, "trimmed_ms": pred1, "speedup": pred0 / pred1 if pred1 > 0 else None},
         "measured": measured, "measurements": state.measurements,
+        "final_decision": {"repeats": repeats, "rule": "reached only if the worst lower bound of the repeated "
+                           "protocol comparisons meets the target", "comparisons": final_comparisons},
         "measured_platform": (measured or {}).get("detail", {}).get("platform"),
         "original": {**res["original"], "val_subset_top1": original_val_sub, "params": spec0.params,
                      "flops": 2 * spec0.macs},
@@ -364,12 +387,50 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         "onnx": exported.to_dict(),
     }
     write_report(report, out)
+    if snaps is not None and state.snapshots and retrain_snaps and pre.final_epochs != 0:
+        report["snapshots"] = _retrain_snapshots(
+            state, out, entry, ds, pre, seed, teacher, progress, report, search)
+        timings["snapshots_retrain_s"] = sum(float(d.get("retrain_s") or 0.0) for d in report["snapshots"])
+        timings["total_s"] = time.perf_counter() - t0
+        write_report(report, out)
     paths = {k: out / v for k, v in (("weights", "weights.safetensors"), ("channels", "channels.json"),
                                       ("onnx", "model.onnx"), ("original_onnx", "original.onnx"),
                                       ("history", "history.json"), ("trajectory", "trajectory.json"),
                                       ("plot", "trajectory.png"), ("report", "report.json"),
                                       ("report_md", "report.md"))}
+    paths.update({f"snapshot_{d['tag']}": Path(d["path"]) for d in report.get("snapshots") or []})
     return SearchResult(out, model, entry.name, cfg, report, state.trajectory, paths)
+
+
+def _retrain_snapshots(state: Any, out: Path, entry: Any, ds: Any, pre: Preset, seed: int, teacher: Any,
+                       progress: bool, report: dict, search: Any) -> list[dict]:
+    """Retrain every snapshot by the final recipe (finished ones are skipped); their records, enriched."""
+    from compactnet.search.snapshots import retrain_snapshot
+    from compactnet.train import get_recipe
+
+    recipe = get_recipe(pre.final_recipe, epochs=pre.final_epochs)
+    widths_at = {r["iteration"]: r.get("channels") for r in state.trajectory}
+    base = {k: report[k] for k in ("model", "mode", "importance", "preset", "platform", "original", "data",
+                                   "command", "measured_platform") if k in report}
+    base["predicted"] = {"original_ms": report["predicted"]["original_ms"]}
+    base["channels"] = {k: report["channels"][k] for k in ("original", "original_config")}
+    base["search"] = {"out_dir": str(out), "target_speedup": report["target_speedup"],
+                      "final_reached": bool((report.get("measured") or {}).get("reached"))}
+    records = []
+    for rec in sorted(state.snapshots, key=lambda d: float(d["threshold"])):
+        folder = Path(rec["path"])
+        if not folder.is_absolute() and not folder.exists():
+            folder = out / "snapshots" / rec["tag"]
+        rep = retrain_snapshot(folder, entry.name, ds, recipe, seed=seed, teacher=teacher,
+                               max_steps=pre.final_max_steps, progress=progress, report_base=base,
+                               predict_ms=lambda spec: float(search.latency.predict_many([spec])[0]),
+                               original_onnx=out / "original.onnx", group_widths=widths_at.get(rec.get("iteration")),
+                               input_shape=entry.input_shape)
+        m = rep.get("measured") or {}
+        records.append({**rec, "retrained": True, "path": str(folder), "retrain_s": rep.get("timings", {}).get("retrain_s"),
+                        "reached": bool(m.get("reached")), "val_top1_pre_retrain": rep["snapshot"]["pre_retrain_val_top1"],
+                        "val_top1_retrained": rep["trimmed"]["val_top1"], "test_top1": rep["trimmed"]["test_top1"]})
+    return records
 
 
 __all__ = ["optimize", "SearchResult"]

@@ -79,6 +79,43 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
         return str(v)
 
 
+def _comparison_lines(meas: Mapping[str, Any]) -> list[str]:
+    """The final decision's repeated comparisons (drift guard), one line each."""
+    comps = meas.get("comparisons") if isinstance(meas, Mapping) else None
+    if not comps:
+        return []
+    lines = ["", f"Final decision: {meas.get('rule', 'worst lower bound')} (target reached only if the worst lower "
+             "bound meets it):"]
+    for c in comps:
+        if "refused" in c:
+            lines.append(f"- comparison {c.get('repeat')}: refused ({c['refused']})")
+        else:
+            lines.append(f"- comparison {c.get('repeat')}: {_fmt(c.get('speedup'), '.2f')}x "
+                         f"[{_fmt(c.get('low'), '.2f')}, {_fmt(c.get('high'), '.2f')}], original "
+                         f"{_fmt(c.get('original_ms'))} ms, trimmed {_fmt(c.get('trimmed_ms'))} ms"
+                         + (" (busy machine)" if c.get("busy") else ""))
+    return lines
+
+
+def _snapshot_lines(snaps: Any) -> list[str]:
+    """One line per snapshot (retrained ones with their figures and folder)."""
+    if not snaps:
+        return []
+    lines = ["", "Snapshots (measured when the lower bound crossed the threshold):"]
+    for d in snaps:
+        m = d.get("measured") or {}
+        text = (f"- {d.get('tag')}: iteration {d.get('iteration')}, measured {_fmt(m.get('speedup'), '.2f')}x "
+                f"[{_fmt(m.get('low'), '.2f')}, {_fmt(m.get('high'), '.2f')}]")
+        if d.get("retrained"):
+            text += (f"; retrained: val top-1 {_fmt(d.get('val_top1_pre_retrain'), '.2f')} -> "
+                     f"{_fmt(d.get('val_top1_retrained'), '.2f')}%, test top-1 {_fmt(d.get('test_top1'), '.2f')}%, "
+                     f"publishable folder {d.get('path')}")
+        else:
+            text += "; not retrained"
+        lines.append(text)
+    return lines
+
+
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.json`` and a short ``report.md``."""
     out = Path(out_dir)
@@ -108,6 +145,8 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, 
            f"{_fmt(meas.get('high'), '.2f')}], target {'reached' if meas.get('reached') else 'not reached'}."
            + (" FLAGGED: taken while other processes loaded the machine; do not publish it." if meas.get("busy") else "")
            if meas else "Not measured."),
+        *_comparison_lines(meas),
+        *_snapshot_lines(r.get("snapshots")),
         "",
         "Channels per group (original -> trimmed): "
         + ", ".join(f"{k} {v} -> {r.get('channels', {}).get('trimmed', {}).get(k, v)}"
