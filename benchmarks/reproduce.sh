@@ -5,7 +5,7 @@
 # while another process loads the CPU are refused. Every step resumes where it stopped, so a
 # killed run is simply started again. Outputs go to results/ (committed).
 #
-#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline profile fit testset predictors search zoo
+#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline profile prior fit testset predictors search zoo
 #
 # The baseline every search starts from and the zoo's "base" entry are the same weights: the bundled
 # compactnet/assets/mobilenetv2.cifar10.safetensors (with its card), or, when the optional "baseline"
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${RESULTS:-results}
 PLATFORMS=${PLATFORMS:-"ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1"}
-STEPS=${*:-"profile fit testset predictors search zoo"}
+STEPS=${*:-"profile prior fit testset predictors search zoo"}
 # Measuring context of the layer samples. DESIGN asks for the network's cache state ("rotation");
 # on this machine the rotation loop's Figure-7 sums read 56-150% above the prefix networks while
 # "isolated" read 11% below on average (see results/profilers_bench.txt), so isolated samples plus a
@@ -50,10 +50,19 @@ if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse
     --store "$R/samples.sqlite" --dense-store "$R/dense.sqlite" --context "$CONTEXT" --busy "$BUSY" --json "$R/profilers_bench.json" --no-progress \
     | tee "$R/profilers_bench.txt"
 fi
+if has prior; then     # issue 4: samples around the networks users trim (and their trims), within 1,500 per platform
+  # PRIOR: model:samples pairs; with the 300 sobol samples of "profile" the total stays under 1,500
+  for p in $PLATFORMS; do
+    for ms in ${PRIOR:-"mobilenetv2:700 resnet20:200 vgg16:200"}; do
+      compactnet profile --platform "$p" --strategy prior --model "${ms%%:*}" --samples "${ms##*:}" \
+        --store "$R/samples.sqlite" --context "$CONTEXT" --busy "$BUSY" --seed 1
+    done
+  done
+fi
 if has fit; then       # one portable (pickle-free) GBDT predictor per platform
   for p in $PLATFORMS; do
     compactnet fit --platform "$p" --store "$R/samples.sqlite" --context "$CONTEXT" --out "$R/predictors/$p" \
-      --calibrate ${CALIBRATE:-6}
+      --calibrate ${CALIBRATE:-8} --calibrate-with resnet20,vgg16
   done
 fi
 if has testset; then   # the fixed predictor test set, measured for real

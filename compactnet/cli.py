@@ -350,8 +350,14 @@ def _predictor_dir(platform_key: str) -> Path:
     return home_dir() / "predictors" / platform_key
 
 
-def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, rounds: int, busy: str):
-    """Measure ``n`` whole networks by the protocol: the untrimmed model and ``n - 1`` random trims.
+def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, rounds: int, busy: str,
+                     extra_models: tuple[str, ...] = ()):
+    """Measure ``n`` whole networks by the protocol, all in one interleaved run.
+
+    The untrimmed ``model_name`` and each untrimmed extra model first, then seeded random trims of
+    the models in turn until there are ``n``. Networks of several architectures (different layer
+    counts) let :meth:`~compactnet.predictors.network.LatencyPredictor.calibrate` fit its per-layer
+    term.
 
     Returns:
         ``(specs, comparison)``: the networks' specs and their :class:`~compactnet.measure.Comparison`.
@@ -364,15 +370,20 @@ def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, roun
     from compactnet.measure import compare
     from compactnet.models import create_model, get_entry
 
-    entry = get_entry(model_name)
+    entries = [get_entry(m) for m in dict.fromkeys((model_name,) + tuple(extra_models))]
+    if n < len(entries):
+        raise click.BadParameter(f"at least one network per model ({len(entries)}: "
+                                 + ", ".join(e.name for e in entries) + f"); got {n}", param_hint="--calibrate")
     rng = np.random.default_rng(seed)
-    configs = [entry.config_cls()] + [random_config(entry.name, rng) for _ in range(n - 1)]
-    names = [entry.name] + [f"{entry.name}-trim{i}" for i in range(1, n)]
+    nets = [(e, e.config_cls(), e.name) for e in entries]
+    for i in range(n - len(entries)):
+        e = entries[i % len(entries)]
+        nets.append((e, random_config(e.name, rng), f"{e.name}-trim{i // len(entries) + 1}"))
     torch.manual_seed(seed)  # weights do not change latency; random ones need no weights file
-    files = [export_onnx(create_model(entry.name, cfg), input_shape=entry.input_shape, check=False).onnx_bytes
-             for cfg in configs]
-    comparison = compare(files, platform_key, names=names, rounds=rounds, busy=busy, seed=seed)
-    return [spec_for(entry.name, cfg) for cfg in configs], comparison
+    files = [export_onnx(create_model(e.name, cfg), input_shape=e.input_shape, check=False).onnx_bytes
+             for e, cfg, _ in nets]
+    comparison = compare(files, platform_key, names=[nm for _, _, nm in nets], rounds=rounds, busy=busy, seed=seed)
+    return [spec_for(e.name, cfg) for e, cfg, _ in nets], comparison
 
 
 @cli.command()
@@ -387,20 +398,26 @@ def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, roun
               help="Calibrate on N whole networks measured now on --platform: the untrimmed --model and N-1 "
                    "seeded random trims of it (refused on a busy machine).")
 @MODEL_OPT
+@click.option("--calibrate-with", "calibrate_with", default="", show_default=False,
+              help="Comma-separated other models in the calibration set (e.g. resnet20,vgg16): networks with "
+                   "different layer counts let the calibration fit a per-layer term.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration trims.")
 @click.option("--rounds", type=int, default=7, show_default=True, help="Protocol rounds of the calibration.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the portable predictor (default: $COMPACTNET_HOME/predictors/PLATFORM, "
                    "else ~/.cache/compactnet/predictors/PLATFORM).")
 @JSON_OPT
-def fit(platform_key, store, estimator, context, n_calibrate, model_name, seed, rounds, out_dir, as_json):
+def fit(platform_key, store, estimator, context, n_calibrate, model_name, calibrate_with, seed, rounds, out_dir,
+        as_json):
     """Fit a platform's latency predictor from its profiled samples (saved in a portable, pickle-free format)."""
     from compactnet.models import get_entry
     from compactnet.predictors.network import fit_platform
     from compactnet.predictors.persist import save_portable
 
+    extra = tuple(m.strip() for m in calibrate_with.split(",") if m.strip())
     if n_calibrate:
-        get_entry(model_name)  # an unknown model fails before the fit
+        for m in (model_name,) + extra:
+            get_entry(m)  # an unknown model fails before the fit
     pred = fit_platform(store or _default_store(), platform_key, context=context, estimator=estimator)
     key = pred.platform_.key
     lines = [f"fitted {estimator} predictor for {pred.platform_.describe()} from "
@@ -408,7 +425,7 @@ def fit(platform_key, store, estimator, context, n_calibrate, model_name, seed, 
              + ", ".join(f"{k} {v}" for k, v in sorted(pred.n_samples_.items())) + ")"]
     measured = None
     if n_calibrate:
-        specs, comp = _calibration_set(model_name, n_calibrate, platform_key, seed, rounds, "refuse")
+        specs, comp = _calibration_set(model_name, n_calibrate, platform_key, seed, rounds, "refuse", extra)
         before = [pred.predict(sp).median_ms for sp in specs]
         pred.calibrate(specs, list(comp.latencies))
         after = [pred.predict(sp).median_ms for sp in specs]
@@ -419,7 +436,8 @@ def fit(platform_key, store, estimator, context, n_calibrate, model_name, seed, 
         cal = pred.calibration_ or {}
         lines.append(f"calibrated on {len(specs)} whole network(s) measured on {comp.platform.key} "
                      f"(load {comp.load:.2f}{'' if comp.protocol_ok else ', NOT a protocol measurement'}): "
-                     f"{cal.get('mode', '?')} fit, scale {pred.scale_:.3f}, offset {pred.offset_:.4f} ms")
+                     f"{cal.get('mode', '?')} fit, scale {pred.scale_:.3f}, per layer {pred.per_call_ms_:+.4f} ms, "
+                     f"offset {pred.offset_:.4f} ms")
         lines.append(f"  {'network':22} {'MMACs':>7} {'measured ms':>12} {'predicted before':>17} {'after':>8}")
         for row in measured["networks"]:
             lines.append(f"  {row['name']:22} {row['macs'] / 1e6:>7.2f} {row['measured_ms']:>12.4f} "

@@ -8,13 +8,16 @@
     pred.predict_many(specs)                # np.ndarray of totals, batched
     pred.predict_configs(spec, configs)     # same, from channel configurations (fastest)
 
-A network's latency is ``scale * sum(layer latencies) + offset``. Without calibration
+A network's latency is ``scale * sum(layer latencies) + per_call * layers + offset``. Without calibration
 ``scale = 1`` and ``offset = overhead_ms_``: the one per-call overhead the profilers subtract from
 every layer and a whole network pays once, learned from the samples (each
 :class:`~compactnet.spec.Measurement` records the overhead measured with it) unless given.
 :meth:`LatencyPredictor.calibrate` fits scale and offset on a few whole networks measured for
 real: layer sums do not simply add up on a CPU (DESIGN's facts: cache state moves the sum by up to
-±40%).
+±40%). Given networks with different numbers of layers (say MobileNetV2 trims beside ResNet-20 and
+VGG), it also fits ``per_call``: the part of the per-call overhead a one-layer model pays that a
+layer inside a network does not (about 10-50 µs per layer on OpenVINO here), which a single offset
+cannot absorb across architectures.
 
 Granularity: a predictor fitted on the paper's MobileNetV2 units (``block`` samples, no
 ``dwconv``) converts an op-level MobileNetV2 spec to those units itself (:func:`network_layers`)
@@ -76,6 +79,9 @@ class LatencyPredictor(BaseEstimator):
         schema_hashes_: Feature-schema hash per kind.
         scale_: Calibration scale (1 uncalibrated).
         offset_: Calibration offset in ms (``overhead_ms_`` uncalibrated).
+        per_call_ms_: Calibrated latency per layer of the network in ms (0 unless calibrated on
+            networks with different layer counts; usually negative: each layer was profiled with
+            a per-call cost the network does not pay).
         calibration_: Record of the calibration (networks, residual) or None.
     """
 
@@ -171,6 +177,7 @@ class LatencyPredictor(BaseEstimator):
         self.schema_hashes_ = {k: SCHEMAS[k].hash for k in self.estimators_}
         self.scale_ = 1.0
         self.offset_ = self.overhead_ms_
+        self.per_call_ms_ = 0.0
         self.calibration_: dict | None = None
         return self
 
@@ -223,8 +230,8 @@ class LatencyPredictor(BaseEstimator):
         return np.log(np.maximum(hi, 1e-12)) - np.log(np.maximum(lo, 1e-12))
 
     # ----- networks --------------------------------------------------------------------------------
-    def _total(self, layer_sum: np.ndarray | float) -> np.ndarray | float:
-        return self.scale_ * layer_sum + self.offset_
+    def _total(self, layer_sum: np.ndarray | float, n_layers: np.ndarray | float = 0) -> np.ndarray | float:
+        return self.scale_ * layer_sum + getattr(self, "per_call_ms_", 0.0) * n_layers + self.offset_
 
     @property
     def granularity(self) -> str:
@@ -251,8 +258,9 @@ class LatencyPredictor(BaseEstimator):
         """
         spec = self._spec(network)
         ms, lo, hi = self._layer_ms(raw_matrix(spec.layers), interval=True)
-        return Latency(float(self._total(ms.sum())), float(self._total(lo.sum())), float(self._total(hi.sum())),
-                       source="predicted")
+        n = len(ms)
+        return Latency(float(self._total(ms.sum(), n)), float(self._total(lo.sum(), n)),
+                       float(self._total(hi.sum(), n)), source="predicted")
 
     def predict_layers(self, network: NetworkSpec | str | Path) -> list[dict]:
         """Per-layer table: name, op, cin, cout, h, w, stride, ms, low_ms, high_ms, share.
@@ -276,7 +284,7 @@ class LatencyPredictor(BaseEstimator):
         raw = raw_matrix(l for n in networks for l in n.layers)
         ms = self._layer_ms(raw)
         owner = np.repeat(np.arange(len(networks)), counts)
-        return self._total(np.bincount(owner, weights=ms, minlength=len(networks)))
+        return self._total(np.bincount(owner, weights=ms, minlength=len(networks)), counts)
 
     def predict_configs(self, base: NetworkSpec, configs: Sequence[Mapping[str, int]] | np.ndarray,
                         groups: Sequence[str] | None = None) -> np.ndarray:
@@ -333,52 +341,63 @@ class LatencyPredictor(BaseEstimator):
                 raise bad_value(f"channels[{g}]", f"{int(default[gidx[g]])} (the group is fixed)", "another width")
         raw = channels_raw(base, W, names)
         ms = self._layer_ms(raw.reshape(-1, len(RAW_COLUMNS)))
-        return self._total(ms.reshape(len(W), len(base.layers)).sum(axis=1))
+        return self._total(ms.reshape(len(W), len(base.layers)).sum(axis=1), len(base.layers))
 
     # ----- calibration -----------------------------------------------------------------------------
     def calibrate(self, networks: Sequence[NetworkSpec], measured_ms: Sequence[float | Latency],
                   mode: str = "auto") -> "LatencyPredictor":
-        """Fit ``total = scale * layer_sum + offset`` on whole networks measured for real.
+        """Fit ``total = scale * layer_sum [+ per_call * layers] + offset`` on networks measured for real.
 
         Args:
-            networks: A few networks (ideally spanning the sizes the search will visit).
+            networks: A few networks (ideally spanning the sizes and architectures the predictor
+                will see).
             measured_ms: Their measured latency (ms or :class:`Latency`).
-            mode: ``scale`` (offset kept at ``overhead_ms_``), ``affine`` (scale and offset; needs two
-                networks of different size) or ``auto`` (affine from 3 networks, else scale).
+            mode: ``scale`` (offset and per-layer term kept as they are: ``overhead_ms_`` and 0 on an
+                uncalibrated predictor), ``affine`` (scale and offset; needs two
+                networks of different size), ``layers`` (scale, per-layer term and offset; needs
+                networks with at least two different layer counts) or ``auto`` (``layers`` from 4
+                networks with two or more layer counts, ``affine`` from 3, else ``scale``).
+                Every fit minimises relative error; a fit with a non-positive scale falls back to
+                the next simpler mode.
 
         Raises:
             ConfigError: Lengths differ, no networks, or an unknown mode.
         """
         check_is_fitted(self, "estimators_")
-        if mode not in ("auto", "scale", "affine"):
-            raise bad_value("mode", "one of auto, scale, affine", mode)
+        if mode not in CALIBRATION_MODES:
+            raise bad_value("mode", "one of " + ", ".join(CALIBRATION_MODES), mode)
         y = np.array([m.median_ms if isinstance(m, Latency) else float(m) for m in measured_ms], dtype=np.float64)
         nets = [self._spec(n) for n in networks]
         if len(nets) != len(y) or not nets:
             raise bad_value("measured_ms", f"one latency per network ({len(nets)} networks)", f"{len(y)} values")
         s = np.array([self._layer_ms(raw_matrix(n.layers)).sum() for n in nets])
+        n = np.array([len(x.layers) for x in nets], dtype=np.float64)
         base = float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0))
-        use_affine = mode == "affine" or (mode == "auto" and len(nets) >= 3)
-        if use_affine and np.ptp(s) > 0:
+        distinct_n = len(np.unique(n))
+        if mode == "auto":
+            mode = "layers" if len(nets) >= 4 and distinct_n >= 2 else "affine" if len(nets) >= 3 else "scale"
+        scale, per_call, offset, used = 1.0, 0.0, base, "scale"
+        w = 1.0 / y  # relative error
+        if mode == "layers" and distinct_n >= 2 and len(nets) >= 3:
+            A = np.column_stack([s, n, np.ones_like(s)])
+            (a, c, b), *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
+            if a > 0:
+                scale, per_call, offset, used = float(a), float(c), float(b), "layers"
+        if used == "scale" and mode in ("layers", "affine") and np.ptp(s) > 0 and len(nets) >= 2:
             A = np.column_stack([s, np.ones_like(s)])
-            w = 1.0 / y  # relative error
             (a, b), *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
-            if a <= 0:
-                use_affine = False
-            else:
-                scale, offset = float(a), float(b)
-        else:
-            use_affine = False
-        if not use_affine:
-            scale = float(np.exp(np.mean(np.log(np.maximum(y - base, 1e-9) / s))))
-            offset = base
-        self.scale_, self.offset_ = scale, offset
-        pred = scale * s + offset
-        self.calibration_ = {"mode": "affine" if use_affine else "scale", "networks": len(nets),
-                             "scale": scale, "offset_ms": offset,
-                             "rel_error_after": [float(v) for v in (pred - y) / y]}
-        log.info("%s calibrated on %d network(s): scale %.3f, offset %.4f ms", self.platform_.key, len(nets),
-                 scale, offset)
+            if a > 0:
+                scale, offset, used = float(a), float(b), "affine"
+        if used == "scale":  # one factor; the constant terms in use are kept (a refit keeps the per-layer term)
+            per_call = float(getattr(self, "per_call_ms_", 0.0))
+            offset = float(getattr(self, "offset_", base))
+            scale = float(np.exp(np.mean(np.log(np.maximum(y - per_call * n - offset, 1e-9) / s))))
+        self.scale_, self.per_call_ms_, self.offset_ = scale, per_call, offset
+        pred = scale * s + per_call * n + offset
+        self.calibration_ = {"mode": used, "networks": len(nets), "scale": scale, "per_call_ms": per_call,
+                             "offset_ms": offset, "rel_error_after": [float(v) for v in (pred - y) / y]}
+        log.info("%s calibrated on %d network(s) (%s): scale %.3f, per layer %.4f ms, offset %.4f ms",
+                 self.platform_.key, len(nets), used, scale, per_call, offset)
         return self
 
     def describe(self) -> dict:
@@ -387,9 +406,13 @@ class LatencyPredictor(BaseEstimator):
         return {"platform": self.platform_.to_dict(), "n_samples": dict(self.n_samples_),
                 "estimators": {k: type(e).__name__ for k, e in self.estimators_.items()},
                 "schema_hashes": dict(self.schema_hashes_), "scale": self.scale_, "offset_ms": self.offset_,
+                "per_call_ms": float(getattr(self, "per_call_ms_", 0.0)),
                 "overhead_ms": float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0)),
                 "granularity": self.granularity, "calibration": self.calibration_}
 
+
+#: Calibration modes of :meth:`LatencyPredictor.calibrate`.
+CALIBRATION_MODES = ("auto", "scale", "affine", "layers")
 
 _HASH_MULT = np.random.default_rng(20240601).integers(1, 2**62, len(RAW_COLUMNS), dtype=np.int64) | 1
 

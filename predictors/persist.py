@@ -295,6 +295,7 @@ def save_portable(predictor: Any, folder: str | Path) -> Path:
                       "platform": predictor.platform_.to_dict(), "n_samples": predictor.n_samples_,
                       "schema_hashes": predictor.schema_hashes_, "scale": predictor.scale_,
                       "offset_ms": predictor.offset_,
+                      "per_call_ms": float(getattr(predictor, "per_call_ms_", 0.0)),
                       "overhead_ms": float(getattr(predictor, "overhead_ms_", predictor.overhead_ms or 0.0)),
                       "calibration": _jsonable(predictor.calibration_)},
         "kinds": kinds, "fallback": _dump_estimator(predictor.fallback_, folder, "fallback"),
@@ -358,6 +359,7 @@ def _predictor_from_manifest(manifest: dict, folder: Path) -> Any:
     pred.schema_hashes_ = dict(p["schema_hashes"])
     pred.scale_ = float(p["scale"])
     pred.offset_ = float(p["offset_ms"])
+    pred.per_call_ms_ = float(p.get("per_call_ms", 0.0))  # files written before the per-layer term: 0
     # files written before the overhead was learned: the parameter was the overhead in use
     pred.overhead_ms_ = float(p.get("overhead_ms", p["params"].get("overhead_ms") or 0.0))
     pred.calibration_ = p.get("calibration")

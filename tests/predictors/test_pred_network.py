@@ -205,3 +205,32 @@ def test_predict_configs_refuses_a_granularity_it_cannot_match(units_predictor, 
     with pytest.raises(ConfigError, match="block units but the predictor has no block samples"):
         layers_only.predict_configs(units, [{}])
     assert layers_only.predict_configs(ops, [{}])[0] == pytest.approx(layers_only.predict(ops).median_ms)
+
+
+def test_calibration_layers_mode_fits_a_per_layer_term_across_depths(predictor_a, tmp_path):
+    import copy
+    import dataclasses
+
+    from compactnet.predictors.persist import load_portable, save_portable
+
+    full = [toy_network(c) for c in _variants(6, 3)]
+    nets = [dataclasses.replace(n, layers=n.layers[: len(n.layers) - (i % 3)]) for i, n in enumerate(full)]
+    counts = np.array([len(n.layers) for n in nets])
+    assert len(set(counts)) == 3
+    pr = copy.deepcopy(predictor_a)
+    s = pr.predict_many(nets) - pr.offset_  # uncalibrated layer sums
+    y = 0.9 * s - 0.004 * counts + 0.03
+    pr.calibrate(nets, y)  # auto: 6 networks, 3 depths -> layers
+    assert pr.calibration_["mode"] == "layers"
+    assert (pr.scale_, pr.per_call_ms_, pr.offset_) == pytest.approx((0.9, -0.004, 0.03), abs=1e-9)
+    assert pr.predict_many(nets) == pytest.approx(y)
+    assert pr.predict(nets[1]).median_ms == pytest.approx(y[1])
+    # a later scale-only refit keeps the per-layer term and the offset
+    pr.calibrate(nets[:1], [y[0] * 1.0], mode="scale")
+    assert pr.per_call_ms_ == pytest.approx(-0.004) and pr.scale_ == pytest.approx(0.9)
+    # the portable format keeps it
+    back = load_portable(save_portable(pr, tmp_path / "p"))
+    assert back.per_call_ms_ == pytest.approx(pr.per_call_ms_)
+    assert back.predict_many(nets) == pytest.approx(pr.predict_many(nets))
+    with pytest.raises(ConfigError, match="mode"):
+        pr.calibrate(nets, y, mode="cubic")
