@@ -468,6 +468,45 @@ def load_predictor(platform_key: str, predictor_path: str | None):
     return load_portable(path, platform=plat)
 
 
+def _canonical_key(platform_key: str) -> str:
+    """The canonical key of a platform argument (parsing errors name the parameter)."""
+    from compactnet.spec import Platform
+
+    return Platform.parse(platform_key).key
+
+
+def auto_fit_predictor(platform_key: str, model_name: str, samples: int = 300, n_calibrate: int = 4,
+                       context: str = "isolated", busy: str = "refuse"):
+    """Profile this machine briefly, fit and calibrate a predictor, and save it where `fit` would.
+
+    What ``compactnet optimize`` does on a fresh machine with no predictor for the platform:
+    ``samples`` sobol samples of the model's layers (about 20 s on onnxruntime here, a few
+    minutes on ncnn), the GBDT fit, and a calibration on ``n_calibrate`` whole networks (the
+    untrimmed model and random trims) measured by the protocol.
+    """
+    from compactnet.extract import spec_for
+    from compactnet.predictors.network import fit_platform
+    from compactnet.predictors.persist import save_portable
+    from compactnet.profilers.base import Protocol
+    from compactnet.profilers.run import profile as run_profile
+    from compactnet.spec import Platform
+
+    key = Platform.parse(platform_key).key
+    store = _default_store()
+    log.warning("no predictor for %s yet: profiling %d layer samples into %s, then fitting and calibrating "
+                "on %d whole networks (once; later runs reuse it; --no-auto-fit to refuse instead)",
+                key, samples, store, n_calibrate)
+    rep = run_profile(key, "sobol", samples=samples, store=store, network=spec_for(model_name),
+                      context=context, protocol=Protocol(busy=busy, context=context))
+    log.info("profiled %s: %d measured, %d already stored (%.1f s)", key, rep.measured, rep.skipped, rep.wall_s)
+    pred = fit_platform(store, key, context=context)
+    specs, comp = _calibration_set(model_name, n_calibrate, key, 0, 7, busy)
+    pred.calibrate(specs, list(comp.latencies))
+    out = save_portable(pred, _predictor_dir(key))
+    log.info("predictor for %s saved -> %s", key, out)
+    return pred
+
+
 PREDICTOR_OPT = click.option("--predictor", "predictor_path", type=click.Path(), default=None,
                              help="Portable predictor folder (default: the one `compactnet fit` wrote).")
 
@@ -538,9 +577,12 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
                    "target (default: 3 with --preset paper, 2 with quick).")
 @click.option("--methods", default="trim", show_default=True,
               help="Comma-separated methods: trim, lowrank, int8. Anything beyond trim runs the composition.")
+@click.option("--auto-fit/--no-auto-fit", default=True, show_default=True,
+              help="With no --predictor and no saved predictor for the platform: profile 300 layer samples, fit and "
+                   "calibrate one first (about a minute on onnxruntime).")
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
              mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, snapshots,
-             retrain_snapshots, final_repeats, methods):
+             retrain_snapshots, final_repeats, methods, auto_fit):
     """Trim a trained model until a target speedup holds on the platform (the CompactNet loop)."""
     from compactnet.cards import resolve_weights
     from compactnet.search import optimize as run_optimize
@@ -551,7 +593,12 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
     unknown = set(chosen) - {"trim", "lowrank", "int8"}
     if unknown or not chosen:
         raise click.BadParameter(f"methods among trim, lowrank, int8; got {methods!r}", param_hint="--methods")
-    predictor = "flops" if flops_proxy else load_predictor(platform_key, predictor_path)
+    if flops_proxy:
+        predictor = "flops"
+    elif auto_fit and not predictor_path and not _predictor_dir(_canonical_key(platform_key)).exists():
+        predictor = auto_fit_predictor(platform_key, model_name, busy=busy)
+    else:
+        predictor = load_predictor(platform_key, predictor_path)
     if chosen != ("trim",):
         _compose(model_name, weights, channels, platform_key, speedup, predictor, chosen, out_dir, data, seed,
                  measure, busy)

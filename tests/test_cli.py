@@ -245,3 +245,14 @@ def test_default_predictor_folder_without_compactnet_home(tmp_path, monkeypatch)
     monkeypatch.delenv("COMPACTNET_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert _predictor_dir(SYN) == tmp_path / "compactnet" / "predictors" / SYN
+
+
+def test_optimize_auto_fit_profiles_fits_and_saves_a_predictor_once(tmp_path, monkeypatch):
+    from compactnet.cli import _predictor_dir, auto_fit_predictor
+
+    monkeypatch.setenv("COMPACTNET_HOME", str(tmp_path))
+    key = "synthetic-cpu-fp32-t1"
+    pred = auto_fit_predictor(key, "mobilenetv2", samples=40, n_calibrate=3)
+    assert _predictor_dir(key).exists() and (tmp_path / "samples.sqlite").exists()
+    assert pred.calibration_ is not None and pred.calibration_["networks"] == 3
+    assert sum(pred.n_samples_.values()) == 40
