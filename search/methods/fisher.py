@@ -103,12 +103,12 @@ class FisherImportance(Importance):
             root = getattr(item, "root_idxs", None) or list(range(len(idxs)))
             if any(r is None for r in root) or mod not in self.fisher:
                 continue
-            vals = self.fisher[mod][list(idxs)]
+            # the statistics are per *output* channel: a conv's input-channel dependency indexes something else
             if isinstance(mod, nn.BatchNorm2d) and dep.handler == tp.prune_batchnorm_out_channels:
-                total_bn.index_add_(0, torch.tensor(root), vals)
+                total_bn.index_add_(0, torch.tensor(root), self.fisher[mod][list(idxs)])
                 found_bn = True
             elif isinstance(mod, nn.Conv2d) and dep.handler in conv_out:
-                total_conv.index_add_(0, torch.tensor(root), vals)
+                total_conv.index_add_(0, torch.tensor(root), self.fisher[mod][list(idxs)])
         return total_bn if found_bn else total_conv
 
 
