@@ -63,10 +63,26 @@ INTERLEAVE_MODES = ("block", "run")
 
 
 # ----- timing ---------------------------------------------------------------------------------------
+class JobTimeout(MeasurementError):
+    """A timing job ran past its deadline."""
+
+
+SHUFFLE_MODES = ("round", "pass")
+FILL_MODES = ("pass", "call")
+WARMUP_MODES = ("model", "pass")
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise JobTimeout("the timing job ran past its time limit (job_timeout_s)")
+
+
 def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: int = 40, warmup: int = 10,
                      seed: int = 0, timer: Callable[[], int] = time.perf_counter_ns, *,
                      interleave: str = "block", block_warmup: int = 1,
-                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                     progress: Callable[[int, int], None] | None = None, shuffle: str = "round",
+                     filler: Callable[[], None] | None = None, fill: str = "pass", warmup_by: str = "model",
+                     deadline: float | None = None) -> np.ndarray:
     """Time several callables interleaved in rounds.
 
     Each callable is first called ``warmup`` times (untimed). Then, in every round, the models are
@@ -74,6 +90,10 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
     ``block_warmup`` untimed calls and then ``runs`` timed back-to-back calls; with
     ``interleave="run"`` the round makes ``runs`` passes, each calling every model once in the
     round's order. Every call is timed on its own; the garbage collector is off while timing.
+
+    The keyword hooks serve the layer profilers (:func:`compactnet.profilers.timing.time_layers`):
+    a new order for every pass, an untimed cache-evicting ``filler``, warm-up in passes over all
+    models, and a job ``deadline``. Their defaults leave the protocol loop above unchanged.
 
     Args:
         fns: Zero-argument callables, one inference each.
@@ -85,12 +105,22 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
         interleave: ``block`` (default) or ``run``; see the module docstring for the choice.
         block_warmup: Untimed calls at the start of each block (``block`` mode only).
         progress: Called with (rounds done, rounds) after every round.
+        shuffle: ``round`` (default: one seeded order per round) or ``pass`` (``run`` mode: a new
+            seeded order for every pass).
+        filler: Untimed step run before each pass (``run`` mode) or block (``block`` mode) with
+            ``fill="pass"``, or before every timed call with ``fill="call"``; None for none.
+        fill: ``pass`` (default) or ``call``; where ``filler`` runs.
+        warmup_by: ``model`` (default: each model's warm-up calls back to back) or ``pass``
+            (``warmup`` passes, each calling every model once in list order).
+        deadline: ``time.monotonic()`` value after which :class:`JobTimeout` is raised; checked
+            before every warm-up step, block and pass.
 
     Returns:
         Seconds, shape ``(len(fns), rounds, runs)``.
 
     Raises:
         ConfigError: A non-positive count or an unknown mode.
+        JobTimeout: The deadline passed.
     """
     if not fns:
         raise bad_value("models", "at least one model", len(fns))
@@ -98,32 +128,57 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
                          ("block_warmup", block_warmup, 0)):
         if int(v) != v or v < low:
             raise bad_value(name, f"an integer >= {low}", v)
-    if interleave not in INTERLEAVE_MODES:
-        raise bad_value("interleave", "one of " + ", ".join(INTERLEAVE_MODES), interleave)
+    for name, v, allowed in (("interleave", interleave, INTERLEAVE_MODES), ("shuffle", shuffle, SHUFFLE_MODES),
+                             ("fill", fill, FILL_MODES), ("warmup_by", warmup_by, WARMUP_MODES)):
+        if v not in allowed:
+            raise bad_value(name, "one of " + ", ".join(allowed), v)
+    rounds, runs, warmup, block_warmup = int(rounds), int(runs), int(warmup), int(block_warmup)
     n = len(fns)
-    out = np.zeros((n, rounds, runs), dtype=np.int64)
+    out = np.zeros((n, rounds, runs), dtype=np.float64)
     rng = np.random.default_rng(seed)
+    pass_fill = filler if fill == "pass" else None
+    call_fill = filler if fill == "call" else None
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        for fn in fns:
+        if warmup_by == "model":
+            for fn in fns:
+                _check_deadline(deadline)
+                for _ in range(warmup):
+                    fn()
+        else:
             for _ in range(warmup):
-                fn()
+                _check_deadline(deadline)
+                for fn in fns:
+                    fn()
+        per_pass = interleave == "run" and shuffle == "pass"
         for r in range(rounds):
-            order = rng.permutation(n)
+            order = None if per_pass else rng.permutation(n)
             if interleave == "block":
                 for i in order:
+                    _check_deadline(deadline)
+                    if pass_fill is not None:
+                        pass_fill()
                     fn = fns[i]
                     for _ in range(block_warmup):
                         fn()
                     row = out[i, r]
                     for k in range(runs):
+                        if call_fill is not None:
+                            call_fill()
                         t0 = timer()
                         fn()
                         row[k] = timer() - t0
             else:
                 for k in range(runs):
+                    _check_deadline(deadline)
+                    if pass_fill is not None:
+                        pass_fill()
+                    if per_pass:
+                        order = rng.permutation(n)
                     for i in order:
+                        if call_fill is not None:
+                            call_fill()
                         t0 = timer()
                         fns[i]()
                         out[i, r, k] = timer() - t0
@@ -132,7 +187,7 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
     finally:
         if gc_was_on:
             gc.enable()
-    return out.astype(np.float64) * 1e-9
+    return out * 1e-9
 
 
 def round_medians(times: np.ndarray) -> np.ndarray:
@@ -593,6 +648,6 @@ def reached(comparison: Comparison, index: int | str, target: float) -> bool:
     return comparison.protocol_ok and low >= target
 
 
-__all__ = ["time_interleaved", "round_medians", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
+__all__ = ["time_interleaved", "JobTimeout", "round_medians", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
            "LoadMonitor", "Comparison", "compare", "measure", "reached", "onnx_versions", "MIN_ROUNDS", "MAX_LOAD",
            "PROTOCOL_OPSET", "PROTOCOL_MAX_IR"]

@@ -13,27 +13,26 @@ A layer timed alone, call after call, keeps its weights in cache and reads about
 ``isolated``
     Each layer's runs back to back (the paper's "minimum of 10 runs" setting; warm cache).
 
-All loops return an array of seconds shaped ``(n_fns, rounds, runs)``, the layout of
-:func:`compactnet.measure.time_interleaved`.
+:func:`time_layers` is a thin wrapper over :func:`compactnet.measure.time_interleaved` (the one
+timing loop): it maps a context onto that loop's hooks and returns its layout, seconds shaped
+``(n_fns, rounds, runs)``.
 """
 
 from __future__ import annotations
 
-import gc
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 
-from compactnet.errors import MeasurementError, bad_value
+from compactnet.errors import bad_value
+from compactnet.measure import JobTimeout, time_interleaved
 
 CONTEXTS = ("rotation", "isolated", "flush")
 #: Bytes the network touches between two calls of one of its layers (Table-1 MobileNetV2 weights, fp32).
 DEFAULT_ROTATION_BYTES = 8 << 20
 
-
-class JobTimeout(MeasurementError):
-    """A timing job ran past its deadline."""
+__all__ = ["CONTEXTS", "DEFAULT_ROTATION_BYTES", "JobTimeout", "cache_filler", "time_layers"]
 
 
 def cache_filler(nbytes: int) -> Callable[[], None] | None:
@@ -49,15 +48,15 @@ def cache_filler(nbytes: int) -> Callable[[], None] | None:
     return fill
 
 
-def _check_deadline(deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise JobTimeout("the timing job ran past its time limit (job_timeout_s)")
-
-
 def time_layers(fns: Sequence[Callable[[], None]], context: str = "rotation", rounds: int = 7, runs: int = 40,
                 warmup: int = 10, seed: int = 0, filler: Callable[[], None] | None = None,
                 timer: Callable[[], int] = time.perf_counter_ns, deadline: float | None = None) -> np.ndarray:
     """Time each callable ``runs`` times in each of ``rounds`` rounds in the given context.
+
+    All contexts first make ``warmup`` untimed passes over the callables. ``isolated`` is
+    ``time_interleaved``'s ``block`` mode (``min(3, warmup)`` untimed calls per block);
+    ``rotation`` and ``flush`` are its ``run`` mode with a new seeded order for every pass and the
+    filler once per pass or before every call.
 
     Args:
         fns: One inference each (e.g. :meth:`compactnet.runtimes.Runner.load` results).
@@ -83,49 +82,12 @@ def time_layers(fns: Sequence[Callable[[], None]], context: str = "rotation", ro
     for name, v in (("rounds", rounds), ("runs", runs)):
         if int(v) < 1:
             raise bad_value(name, "a positive integer", v)
-    n = len(fns)
-    out = np.zeros((n, rounds, runs), np.float64)
-    if n == 0:
-        return out
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        return _loop(fns, context, rounds, runs, warmup, np.random.default_rng(seed), filler, timer, deadline, out)
-    finally:
-        if gc_was_on:
-            gc.enable()
-
-
-def _loop(fns, context, rounds, runs, warmup, rng, filler, timer, deadline, out) -> np.ndarray:
-    n = len(fns)
-    for _ in range(max(0, warmup)):
-        _check_deadline(deadline)
-        for f in fns:
-            f()
+    rounds, runs, warmup = int(rounds), int(runs), max(0, int(warmup))
+    if len(fns) == 0:
+        return np.zeros((0, rounds, runs), np.float64)
     if context == "isolated":
-        for r in range(rounds):
-            for i in rng.permutation(n):
-                _check_deadline(deadline)
-                f = fns[i]
-                for k in range(min(3, warmup)):
-                    f()
-                row = out[i, r]
-                for k in range(runs):
-                    t0 = timer()
-                    f()
-                    row[k] = timer() - t0
-        return out * 1e-9
-    per_call = context == "flush"
-    for r in range(rounds):
-        for k in range(runs):
-            _check_deadline(deadline)
-            if filler is not None and not per_call:
-                filler()
-            for i in rng.permutation(n):
-                if per_call and filler is not None:
-                    filler()
-                f = fns[i]
-                t0 = timer()
-                f()
-                out[i, r, k] = timer() - t0
-    return out * 1e-9
+        return time_interleaved(fns, rounds, runs, warmup, seed, timer, interleave="block",
+                                block_warmup=min(3, warmup), warmup_by="pass", deadline=deadline)
+    return time_interleaved(fns, rounds, runs, warmup, seed, timer, interleave="run", shuffle="pass",
+                            filler=filler, fill="call" if context == "flush" else "pass", warmup_by="pass",
+                            deadline=deadline)
