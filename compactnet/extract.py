@@ -39,7 +39,7 @@ import functools
 import logging
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -72,28 +72,40 @@ class _Prim:
     attrs: dict = field(default_factory=dict)
 
 
-@dataclass
-class _Draft:
-    """A layer being assembled (mutable until fusion is over)."""
+def _draft_field(f: Field) -> tuple:
+    """A mutable copy of one :class:`LayerSpec` field (same name, type and default)."""
+    if f.default is not MISSING:
+        return f.name, f.type, field(default=f.default)
+    if f.default_factory is not MISSING:
+        return f.name, f.type, field(default_factory=f.default_factory)
+    return f.name, f.type
 
-    name: str
-    op: str
-    cin: int
-    cout: int
-    h: int
-    w: int
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    groups: int = 1
-    bn: bool = False
-    act: str | None = None
-    bias: bool = False
-    in_dim: int = -1
-    out_dim: int = -1
-    inputs: tuple[str, ...] = ()
-    tail: str = ""  # tensor currently holding this layer's (fused) output
-    bn_folded: bool = False
+
+_SPEC_FIELDS = tuple(f.name for f in fields(LayerSpec))
+
+
+def _draft_to_spec(self: Any, **overrides: Any) -> LayerSpec:
+    """The frozen :class:`LayerSpec` of this draft, with ``overrides`` replacing some of its fields."""
+    values = {n: getattr(self, n) for n in _SPEC_FIELDS}
+    values.update(overrides)
+    return LayerSpec(**values)
+
+
+#: A layer being assembled (mutable until fusion is over): every :class:`LayerSpec` field, derived
+#: from it so the two cannot drift, plus the assembler's bookkeeping — ``in_dim``/``out_dim``
+#: (channel-dimension ids), ``tail`` (tensor currently holding this layer's fused output) and
+#: ``bn_folded``.
+_Draft = make_dataclass(
+    "_Draft",
+    [*map(_draft_field, fields(LayerSpec)),
+     ("in_dim", int, field(default=-1)),
+     ("out_dim", int, field(default=-1)),
+     ("tail", str, field(default="")),
+     ("bn_folded", bool, field(default=False))],
+    namespace={"to_spec": _draft_to_spec,
+               "__doc__": "A layer being assembled (mutable until fusion is over).",
+               "__module__": __name__},
+)
 
 
 class _UnionFind:
@@ -301,10 +313,7 @@ def _assemble(prims: Sequence[_Prim], input_tensor: str, input_shape: Sequence[i
     for d in drafts:
         in_g = group(d.in_dim, d.cin, f"{d.name}.in")  # only a reshape's output is new here
         out_g = group(d.out_dim, d.cout, d.name)
-        layers.append(LayerSpec(name=d.name, op=d.op, cin=d.cin, cout=d.cout, h=d.h, w=d.w, kernel=d.kernel,
-                                stride=d.stride, padding=d.padding, groups=d.groups, bn=d.bn, act=d.act,
-                                bias=d.bias if d.op == "linear" else False, in_group=in_g, out_group=out_g,
-                                inputs=d.inputs))
+        layers.append(d.to_spec(bias=d.bias if d.op == "linear" else False, in_group=in_g, out_group=out_g))
     fixed_roots = {uf.find(x) for x in fixed_dims}
     fixed = tuple(g for g in order if any(names.get(r) == g for r in fixed_roots))
     return NetworkSpec(architecture=architecture, input_shape=tuple(int(v) for v in input_shape),
