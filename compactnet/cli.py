@@ -576,13 +576,17 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
               help="Protocol comparisons of the final decision; reached only if the worst lower bound meets the "
                    "target (default: 3 with --preset paper, 2 with quick).")
 @click.option("--methods", default="trim", show_default=True,
-              help="Comma-separated methods: trim, lowrank, int8. Anything beyond trim runs the composition.")
+              help="Comma-separated methods: trim, lowrank, int8, share. Anything beyond trim runs the composition; "
+                   "share (weight sharing) targets size after the latency methods reach the target.")
+@click.option("--max-size-mb", type=float, default=None,
+              help="Size budget of the weight-sharing artefact (needs share in --methods; default: as small as "
+                   "the sharing's 99% accuracy tolerance allows).")
 @click.option("--auto-fit/--no-auto-fit", default=True, show_default=True,
               help="With no --predictor and no saved predictor for the platform: profile 300 layer samples, fit and "
                    "calibrate one first (about a minute on onnxruntime).")
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
              mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, snapshots,
-             retrain_snapshots, final_repeats, methods, auto_fit):
+             retrain_snapshots, final_repeats, methods, auto_fit, max_size_mb):
     """Trim a trained model until a target speedup holds on the platform (the CompactNet loop)."""
     from compactnet.cards import resolve_weights
     from compactnet.search import optimize as run_optimize
@@ -590,9 +594,14 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
     if (speedup is None) == (latency_ms is None):
         raise click.UsageError("give exactly one target: --speedup X or --latency-ms X")
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    unknown = set(chosen) - {"trim", "lowrank", "int8"}
+    unknown = set(chosen) - {"trim", "lowrank", "int8", "share"}
     if unknown or not chosen:
-        raise click.BadParameter(f"methods among trim, lowrank, int8; got {methods!r}", param_hint="--methods")
+        raise click.BadParameter(f"methods among trim, lowrank, int8, share; got {methods!r}", param_hint="--methods")
+    if max_size_mb is not None and "share" not in chosen:
+        raise click.UsageError(f"--max-size-mb is the weight-sharing size budget: add share to --methods "
+                               f"(got --methods {methods})")
+    if max_size_mb is not None and not max_size_mb > 0:
+        raise click.BadParameter(f"a size in MB above 0, e.g. 0.5; got {max_size_mb}", param_hint="--max-size-mb")
     if flops_proxy:
         predictor = "flops"
     elif auto_fit and not predictor_path and not _predictor_dir(_canonical_key(platform_key)).exists():
@@ -601,7 +610,7 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
         predictor = load_predictor(platform_key, predictor_path)
     if chosen != ("trim",):
         _compose(model_name, weights, channels, platform_key, speedup, predictor, chosen, out_dir, data, seed,
-                 measure, busy)
+                 measure, busy, max_size_mb)
         return
     overrides = {k: v for k, v in (("iterations", iterations), ("distill", distill)) if v is not None}
     if snapshots:
@@ -621,13 +630,16 @@ def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, p
 
 
 def _compose(model_name, weights, channels, platform_key, speedup, predictor, methods, out_dir, data, seed,
-             measure, busy) -> None:
-    """`optimize --methods ...`: trimming, low-rank and int8 composed by predicted gain per accuracy lost."""
+             measure, busy, max_size_mb=None) -> None:
+    """`optimize --methods ...`: trimming, low-rank and int8 composed by predicted gain per accuracy lost.
+
+    With ``share`` in the methods, weight sharing is applied to the result afterwards (size, not latency).
+    """
     import copy
 
     from compactnet.data import load_cifar10
     from compactnet.models import save_weights
-    from compactnet.search.methods.compose import compose, measure_composition
+    from compactnet.search.methods.compose import compose, measure_composition, share_composition
 
     if speedup is None:
         raise click.UsageError("--methods beyond trim needs --speedup")
@@ -654,10 +666,19 @@ def _compose(model_name, weights, channels, platform_key, speedup, predictor, me
         comp = measure_composition(original, result, ds, platform_key, busy=busy)
         summary["measured"] = comp.to_dict()
     save_weights(result.model, out / "weights.safetensors")
+    if "share" in methods:  # after the latency steps; a budget no per-layer choice meets raises ConfigError
+        share_composition(result, ds, out / "weight_sharing", seed=seed, model_name=model_name,
+                          max_size_bytes=int(max_size_mb * 1e6) if max_size_mb is not None else None)
+        summary = {**result.summary(), **({"measured": summary["measured"]} if "measured" in summary else {})}
     (out / "compose.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     click.echo(f"{result.label}: predicted {summary['predicted_ms']:.4f} ms vs {summary['original_ms']:.4f} ms, "
                f"val top-1 {summary['val_top1']:.2f}% (original {summary['original_val_top1']:.2f}%) -> "
                f"{out / 'compose.json'}")
+    if result.sharing is not None:
+        sh = result.sharing
+        click.echo(f"weight sharing: {sh['artefact_bytes'] / 1e6:.4f} MB vs {sh['fp32_safetensors_bytes'] / 1e6:.4f} MB "
+                   f"fp32 safetensors ({sh['compression_ratio']:.2f}x), val top-1 {sh['val_top1_before_sharing']:.2f}% "
+                   f"-> {sh['val_top1_after_sharing']:.2f}%; latency unchanged by sharing -> {sh['artefact']}")
 
 
 # ----- zoo ------------------------------------------------------------------------------------

@@ -18,6 +18,14 @@ loss floored at ``min_loss`` points, so a free gain ranks by gain) and the best 
 history of every candidate is kept. The result is labelled as a composition and, when int8 is
 enabled, compared with the **untrimmed int8 baseline** (DESIGN: int8 alone can "meet" a trimming
 target), never with fp32 alone.
+
+``share`` (retraining-free weight sharing) targets **size**, not latency: it is not an action of the
+loop. After the latency methods reach the target, :func:`share_composition` clusters the resulting
+fp32 network's weights (:func:`~compactnet.search.methods.weight_sharing.share_weights`, with its
+exploration's accuracy tolerance and an optional size budget), writes the artefact (bit-packed
+indices + codebooks) and records the composed size vs the fp32 safetensors size and the validation
+top-1 before/after sharing. Weight sharing does not change latency (the shared weights are decoded
+to fp32 before inference), so the predicted and measured latencies are those of the unshared network.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from compactnet.search.methods._common import compare_fn, subset
 
 log = logging.getLogger(__name__)
 
-METHODS = ("trim", "lowrank", "int8")
+METHODS = ("trim", "lowrank", "int8", "share")
+LATENCY_METHODS = ("trim", "lowrank", "int8")
 
 
 @dataclass(frozen=True)
@@ -100,8 +109,11 @@ class ComposeResult:
         val: Validation top-1 of the result (scoring subset; ONNX inference when int8).
         baseline: The untrimmed int8 baseline (predicted ms, val top-1) when int8 is enabled.
         ranks: Decomposed layers and their ranks.
-        label: ``composed: trim+lowrank+int8`` (the methods applied).
+        label: ``composed: trim+lowrank+int8`` (the methods applied; ``+share`` once
+            :func:`share_composition` has run).
         seconds: Wall seconds.
+        latency_assumed: The int8 latency was assumed from ``int8_factor``.
+        sharing: Weight-sharing record added by :func:`share_composition` (None before).
     """
 
     model: nn.Module
@@ -118,6 +130,7 @@ class ComposeResult:
     label: str
     seconds: float
     latency_assumed: bool = False
+    sharing: dict | None = None
 
     def summary(self) -> dict:
         """JSON-ready summary (no model)."""
@@ -131,6 +144,8 @@ class ComposeResult:
             b = self.baseline
             out["predicted_speedup_vs_int8_baseline"] = b["predicted_ms"] / self.predicted_ms
             out["val_top1_minus_int8_baseline"] = self.val - b["val_top1"]
+        if self.sharing is not None:
+            out["weight_sharing"] = self.sharing
         return out
 
 
@@ -283,7 +298,8 @@ def compose(model: nn.Module, data: Any, latency: Any, speedup: float, methods: 
         latency: fp32 latency model of the target platform: ``predict_many(list[NetworkSpec])``
             (a fitted ``LatencyPredictor``, any search ``LatencyModel``).
         speedup: Target predicted speedup over the original's fp32 latency.
-        methods: Enabled methods among ``trim``, ``lowrank``, ``int8``.
+        methods: Enabled methods among ``trim``, ``lowrank``, ``int8``, ``share`` (``share`` is accepted
+            and ignored here: it targets size, see :func:`share_composition`).
         int8_latency: Latency model of the platform's int8 variant (``ort-cpu-int8-t1``); None
             assumes ``settings.int8_factor`` (and says so in the result).
         settings: :class:`ComposeSettings`.
@@ -326,7 +342,7 @@ def compose(model: nn.Module, data: Any, latency: Any, speedup: float, methods: 
     int8_models = None
     cur_ms, cur_val = l0, original_val
     use_int8 = "int8" in methods
-    fp32_methods = [m for m in methods if m != "int8"]
+    fp32_methods = [m for m in methods if m in ("trim", "lowrank")]
 
     def reached(spec: Any, fp32_ms: float) -> bool:
         return (int8_lat(spec) if use_int8 else fp32_ms) <= target
@@ -404,6 +420,66 @@ def compose(model: nn.Module, data: Any, latency: Any, speedup: float, methods: 
                          lr.ranks_of(model), label, time.perf_counter() - t0, int8_lat.assumed)
 
 
+def share_composition(result: ComposeResult, data: Any, out_dir: str | Any, max_size_bytes: int | None = None,
+                      dataset_scale: float = 0.1, tolerance: float = 0.99, seed: int = 0,
+                      model_name: str | None = None, **explore_kw: Any) -> dict:
+    """Weight sharing as the size step of a composition, applied to ``result.model`` after the latency steps.
+
+    Runs :func:`~compactnet.search.methods.weight_sharing.share_weights` on the composed fp32 network
+    (its exploration keeps ``tolerance`` of the composed network's validation top-1, evaluated on
+    ``dataset_scale`` of the validation split; ``max_size_bytes`` None maximises compression at that
+    tolerance), which writes ``out_dir/shared.safetensors`` (bit-packed indices + codebooks),
+    ``out_dir/fp32.safetensors`` and ``out_dir/weight_sharing.json``. Updates ``result.sharing`` and
+    appends ``+share`` to ``result.label``; latency fields are left alone (sharing does not change it).
+
+    Args:
+        result: A :class:`ComposeResult` (``result.model`` must be the fp32 network).
+        data: Object with ``val`` (exploration, before/after top-1) and ``test`` splits.
+        out_dir: Folder of the artefact.
+        max_size_bytes: Size budget of the artefact (None: as small as the tolerance allows).
+        dataset_scale: Fraction of the validation split the exploration evaluates.
+        tolerance: Kept fraction of the composed network's validation top-1.
+        seed: Seed of the exploration.
+        model_name: Written into the artefact's header.
+        **explore_kw: Passed to :func:`~compactnet.search.methods.weight_sharing.explore`.
+
+    Returns:
+        The sharing record (also in ``result.sharing`` and ``result.summary()["weight_sharing"]``).
+
+    Raises:
+        ConfigError: A size budget no per-layer choice meets (the weight-sharing module's error).
+    """
+    import copy
+
+    from compactnet.search.methods.weight_sharing import load_shared, share_weights
+    from compactnet.train import evaluate
+
+    rep = share_weights(result.model, data, out_dir, dataset_scale=dataset_scale, tolerance=tolerance, seed=seed,
+                        model_name=model_name, eval_split="val", max_size_bytes=max_size_bytes, **explore_kw)
+    shared_model = load_shared(rep["artefact"], copy.deepcopy(result.model))
+    rec = {"artefact": rep["artefact"], "artefact_bytes": rep["artefact_bytes"],
+           "fp32_safetensors_bytes": rep["fp32_safetensors_bytes"], "compression_ratio": rep["compression_ratio"],
+           "max_size_bytes": max_size_bytes, "tolerance": tolerance, "dataset_scale": dataset_scale,
+           "mean_index_bits": rep["mean_index_bits"],
+           "val_top1_before_sharing": rep["val_top1_original"], "val_top1_after_sharing": rep["val_top1_shared"],
+           "test_top1_before_sharing": evaluate(result.model, data.test),
+           "test_top1_after_sharing": evaluate(shared_model, data.test),
+           "exploration_seconds": rep["exploration"]["wall_s"],
+           "latency_changed": False,
+           "note": "weight sharing targets size only: it does not change latency (weights are decoded to fp32 "
+                   "before inference); the latencies reported are those of the unshared composed network"
+                   + ("; the int8 graphs are not shared (the artefact holds the fp32 network)"
+                      if result.int8 is not None else "")}
+    result.sharing = rec
+    if "+share" not in result.label and result.label != "composed: share":
+        result.label = ("composed: share" if result.label == "composed: nothing applied"
+                        else result.label + "+share")
+    log.info("%s: %d bytes vs %d fp32 safetensors bytes (%.2fx), val top-1 %.2f%% -> %.2f%%", result.label,
+             rec["artefact_bytes"], rec["fp32_safetensors_bytes"], rec["compression_ratio"],
+             rec["val_top1_before_sharing"], rec["val_top1_after_sharing"])
+    return rec
+
+
 def measure_composition(original: nn.Module, result: ComposeResult, data: Any, platform: Any = "ort-cpu-fp32-t1",
                         n_calibration: int = 256, seed: int = 0, input_shape: Sequence[int] = (1, 3, 32, 32),
                         compare: Callable | None = None, **compare_kw: Any) -> Any:
@@ -430,4 +506,5 @@ def measure_composition(original: nn.Module, result: ComposeResult, data: Any, p
                                **compare_kw)
 
 
-__all__ = ["METHODS", "ComposeSettings", "ComposeResult", "compose", "measure_composition"]
+__all__ = ["METHODS", "LATENCY_METHODS", "ComposeSettings", "ComposeResult", "compose", "share_composition",
+           "measure_composition"]
