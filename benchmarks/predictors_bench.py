@@ -39,6 +39,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -208,6 +209,25 @@ def evaluate_platform(key: str, train: Sequence[Any], layer_test: Sequence[Any],
     return out
 
 
+def add_shipped(results: list[dict], folder: str, data: TestNetworks) -> None:
+    """Score each platform's saved predictor (fitted on all samples, calibrated) on the test networks.
+
+    Its layer figure is n/a: it was fitted on every stored sample, the held-out layer rows included.
+    """
+    from compactnet.predictors.persist import load_portable
+
+    for r in results:
+        path = Path(folder) / r["platform"]
+        if not path.exists():
+            log.warning("no saved predictor for %s in %s", r["platform"], folder)
+            continue
+        pred = load_portable(path)
+        rec = {"fit_s": math.nan, "layer_rmspe": math.nan, "overhead_ms": pred.overhead_ms_,
+               "calibration": pred.calibration_}
+        rec.update(net_figures(pred, data, r["platform"]))
+        r["predictors"]["shipped"] = rec
+
+
 def _pct(v: Any, width: int, digits: int = 1) -> str:
     v = np.nan if v is None else float(v)
     return f"{'n/a':>{width}s}" if math.isnan(v) else f"{100 * v:{width - 1}.{digits}f}%"
@@ -238,7 +258,7 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
         for name, v in r["predictors"].items():
             print(f"{name:10s} {_pct(v['layer_rmspe'], 11)} {_pct(v.get('rmspe'), 9)} {_pct(v.get('within5'), 6, 0)} "
                   f"{_pct(v.get('within10'), 6, 0)} {_num(v.get('kendall_tau'), 6)} {_num(v.get('pairwise'), 6)} "
-                  f"{v['fit_s']:6.1f}")
+                  f"{_num(v['fit_s'], 6)}")
         if r["curve"]:
             print("error vs samples (all kinds together; mbv2: MobileNetV2 test networks only):")
             for c in r["curve"]:
@@ -366,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--speed-configs", type=int, default=2000, help="distinct configurations timed for speed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ap.add_argument("--shipped", help="folder of saved portable predictors (one sub-folder per platform key, as "
+                                      "`compactnet fit --out` writes them): each is also scored, calibration included")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -390,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(evaluate_platform(key, train, test, data, [s for s in sizes if s < len(train)] + [len(train)],
                                          fast, args.seed, dense=dense.get(key, ()), dense_label=dense_label,
                                          speed_configs=args.speed_configs))
+    if args.shipped:
+        add_shipped(results, args.shipped, data)
     transfer = []
     usable = {k: v for k, v in samples.items() if len(v) >= 30}
     if len(usable) >= 2:

@@ -78,3 +78,19 @@ def test_synthetic_run_end_to_end(bench, capsys):
     assert all(c["granularity"] == "units" and c["n"] == r["predictors"]["gbdt"]["n"] for c in dense)
     assert r["speed"]["configs"] == 50 and r["predictors"]["gbdt"]["n_sets"] == 3
     assert any("net_rmspe" in t for t in res["transfer"])
+
+
+def test_shipped_predictors_are_scored_on_the_test_networks(bench, predictor_a, tmp_path):
+    from compactnet.predictors.persist import save_portable
+    from compactnet.predictors.synthetic import toy_network
+
+    key = predictor_a.platform_.key
+    save_portable(predictor_a, tmp_path / key)
+    specs = [toy_network({"g0": w, "g1": w, "g2": w, "last": w}) for w in (8, 16, 32, 64)]
+    truth = predictor_a.predict_many(specs) * np.array([1.0, 1.02, 0.95, 1.3])
+    data = bench.TestNetworks(specs, {key: truth}, n_networks=4, candidate_sets=[])
+    results = [{"platform": key, "predictors": {}}, {"platform": "nowhere-cpu-fp32-t1", "predictors": {}}]
+    bench.add_shipped(results, str(tmp_path), data)
+    rec = results[0]["predictors"]["shipped"]
+    assert rec["within5"] == pytest.approx(0.5) and rec["within10"] == pytest.approx(0.75)
+    assert np.isnan(rec["layer_rmspe"]) and "shipped" not in results[1]["predictors"]
