@@ -72,7 +72,8 @@ fi
 if has predictors; then
   python benchmarks/predictors_bench.py --store "$R/samples.sqlite" --dense-store "$R/dense.sqlite" --context "$CONTEXT" \
     --platforms "${PLATFORMS// /,}" \
-    --testset "$R/testset/testset.json" --results "$R/testset/results.json" | tee "$R/predictors_bench.txt"
+    --testset "$R/testset/testset.json" --results "$R/testset/results.json" --shipped "$R/predictors" \
+    | tee "$R/predictors_bench.txt"
 fi
 if has search; then    # issue 5: the CompactNet loop, stopped on measured speedup
   mkdir -p "$R/search"
