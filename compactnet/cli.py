@@ -729,7 +729,12 @@ def zoo_pull(name, index_url, cache_dir, offline, as_json):
     from compactnet.zoo import pull
 
     files = pull(name, index_url=index_url, cache_dir=cache_dir, offline=offline, progress=not as_json)
-    emit(files.to_dict(), as_json, f"{name}: ONNX {files.onnx}\n{' ' * len(name)}  weights {files.weights}")
+    pad = " " * len(name)
+    text = f"{name}: ONNX {files.onnx}\n{pad}  weights {files.weights}"
+    if files.channels is not None:
+        text += (f"\n{pad}  channels {files.channels}\ncheck it: compactnet evaluate --model {files.entry.architecture} "
+                 f"--channels {files.channels} --weights {files.weights} --platform {files.entry.platform}")
+    emit(files.to_dict(), as_json, text)
 
 
 @zoo.command("best")
