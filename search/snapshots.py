@@ -33,7 +33,6 @@ and distillation and turns its folder into a result folder ``compactnet zoo publ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -45,6 +44,7 @@ from typing import Any, Sequence
 
 from compactnet.errors import bad_value
 from compactnet.search._io import atomic_write_json
+from compactnet.zoo.download import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,7 @@ REPORT = "report.json"
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:

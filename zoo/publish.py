@@ -20,7 +20,6 @@ protocol refuses or flags busy-machine measurements.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ from compactnet.zoo.catalogue import write_catalogue
 from compactnet.zoo.entry import (FileRef, InputContract, Metrics, Provenance, ZooEntry, latency_tag, make_name,
                                   speedup_tag, tag_speedup)
 from compactnet.zoo.index import ZooIndex, load_index, save_index
+from compactnet.zoo.download import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -230,11 +230,7 @@ def read_result_dir(result_dir: str | os.PathLike) -> SearchResult:
 
 # ----- helpers ----------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
