@@ -204,19 +204,10 @@ def load_result_model(model_name: str, folder: Path, default_channels: Any) -> t
 
 
 def synthetic_data(n_train: int = 400, n_val: int = 120, n_test: int = 200) -> Any:
-    """Class-separable random images (class c brightens channel c % 3), CIFAR-shaped."""
-    from compactnet.data import Cifar10, Split
+    """Class-separable random images, CIFAR-shaped (:func:`compactnet.data.synthetic_cifar10`)."""
+    from compactnet.data import synthetic_cifar10
 
-    def make(n: int, seed: int) -> Split:
-        rng = np.random.default_rng(seed)
-        labels = (np.arange(n) % 10).astype(np.int64)
-        images = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
-        for c in range(10):
-            sel = labels == c
-            images[sel, :, :, c % 3] = np.clip(images[sel, :, :, c % 3].astype(int) + 20 * c, 0, 255)
-        return Split(images, labels)
-
-    return Cifar10(make(n_train, 0), make(n_val, 1), make(n_test, 2), "synthetic", "synthetic")
+    return synthetic_cifar10(n_train, n_val, n_test)
 
 
 def load_predictor(arg: str | None, platform: str) -> Any:

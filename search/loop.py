@@ -479,10 +479,11 @@ class ProgressiveSearch:
             return None
         train_sub = subset(self.train_split, self.preset.train_subset, seed)
         if self.importance.needs_gradients:
-            from compactnet.train import batches
+            from compactnet.train import batches, prepare_memory_format
 
             gen = torch.Generator().manual_seed(seed)
-            it = batches(train_sub, self.preset.candidate_batch, True, gen, False)
+            fmt = prepare_memory_format(self.model)
+            it = batches(train_sub, self.preset.candidate_batch, True, gen, False, fmt)
             self.importance.prepare(self.model, [b for _, b in zip(range(4), it)], seed)
         else:
             self.importance.prepare(self.model, None, seed)

@@ -64,3 +64,21 @@ def test_resume_refuses_other_recipe(tiny_npz, tmp_path):
     train(m, ds.train, None, get_recipe("default", epochs=1, batch_size=64), out_dir=tmp_path, progress=False)
     with pytest.raises(ModelFileError, match="another recipe"):
         train(m, ds.train, None, get_recipe("default", epochs=2, batch_size=64), out_dir=tmp_path, progress=False)
+
+
+def test_memory_format_avoids_the_onednn_strided_1x1_crash():
+    """A channels-last 1x1 stride-2 conv with < 8 input channels corrupts the heap in oneDNN's AVX2
+    backward (torch 2.13): such a model trains in NCHW, every other in channels-last."""
+    import torch
+    from torch import nn
+
+    from compactnet.data import synthetic_split
+    from compactnet.train import Recipe, memory_format_for, train
+
+    narrow = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 16, 1, stride=2),
+                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    wide = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 1, stride=2))
+    assert memory_format_for(narrow) == torch.contiguous_format
+    assert memory_format_for(wide) == torch.channels_last
+    res = train(narrow, synthetic_split(64, 0), None, Recipe(epochs=1, batch_size=16, lr=0.01), progress=False)
+    assert len(res.history) == 1 and narrow[2].weight.grad is not None

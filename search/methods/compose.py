@@ -214,10 +214,11 @@ def _trim_candidate(model: nn.Module, latency: Any, spec: Any, cur_ms: float, de
         plans = sorted(plans, key=lambda p: (-p[1] / cur[p[0]], p[3]))[: s.max_trim_candidates]
     imp = get_importance(s.importance, seed)
     if imp.needs_gradients:
-        from compactnet.train import batches
+        from compactnet.train import batches, prepare_memory_format
 
         gen = torch.Generator().manual_seed(seed)
-        it = batches(train_sub, s.candidate_batch, True, gen, False)
+        fmt = prepare_memory_format(model)
+        it = batches(train_sub, s.candidate_batch, True, gen, False, fmt)
         imp.prepare(model, [b for _, b in zip(range(4), it)], seed)
     else:
         imp.prepare(model, None, seed)

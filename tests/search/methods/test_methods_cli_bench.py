@@ -37,9 +37,9 @@ def _group():
     return g
 
 
-def test_lowrank_command_speedup_config_and_single_layer(tiny_files, tmp_path):
+def test_lowrank_command_speedup_config_and_single_layer(tiny_files, tmp_path, tiny_npz):
     w, ch = tiny_files
-    base = ["--model", "resnet20", "--weights", str(w), "--channels", str(ch)]
+    base = ["--model", "resnet20", "--weights", str(w), "--channels", str(ch), "--data", str(tiny_npz)]
     r = CliRunner().invoke(_group(), ["lowrank", *base, "--speedup", "2", "--out", str(tmp_path / "a"), "--json"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
