@@ -31,6 +31,14 @@ class MeasurementError(CompactNetError):
     """A latency measurement could not be taken or was refused (busy machine, runtime error)."""
 
 
+class BusyError(MeasurementError):
+    """Other processes kept the CPU busy while we timed: the figures were not kept.
+
+    Raised under the ``refuse`` busy policy; callers that can simply time again (a profiler batch, a
+    protocol comparison) do so after a pause before giving up (:data:`compactnet.measure.BUSY_RETRIES`).
+    """
+
+
 def bad_value(name: str, allowed: str, received: object) -> ConfigError:
     """Build a :class:`ConfigError` naming the parameter, the allowed values and the value received.
 

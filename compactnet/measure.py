@@ -45,7 +45,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from compactnet.errors import MeasurementError, bad_value
+from compactnet.errors import BusyError, MeasurementError, bad_value
 from compactnet.spec import Latency, Platform
 
 log = logging.getLogger(__name__)
@@ -561,22 +561,26 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
 
     def check(load: float, when: str) -> None:
         if policy == "refuse" and load > max_load:
-            raise MeasurementError(
+            raise BusyError(
                 f"the machine is busy: other processes kept {load:.2f} CPU cores busy {when} "
                 f"(limit {max_load:g}); stop the other CPU-heavy jobs (training, benchmarks) and measure "
                 f"again, or pass busy='flag' to keep a flagged measurement")
 
-    pre = machine_load(window=check_window) if check_window > 0 and runner.apply_load_policy else math.nan
-    if not math.isnan(pre):
-        check(pre, "before the measurement")
     fns = [runner.load(m) for m in models]
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with LoadMonitor() as mon:
-        times = time_interleaved(fns, rounds, runs, warmup, seed, runner.timer, interleave=interleave,
-                                 progress=progress)
-    during = mon.load
-    load = max(x for x in (pre, during, 0.0) if not math.isnan(x))
-    check(during if not math.isnan(during) else 0.0, "during the measurement")
+
+    def attempt() -> tuple[np.ndarray, float, str]:
+        pre = machine_load(window=check_window) if check_window > 0 and runner.apply_load_policy else math.nan
+        if not math.isnan(pre):
+            check(pre, "before the measurement")
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with LoadMonitor() as mon:
+            times = time_interleaved(fns, rounds, runs, warmup, seed, runner.timer, interleave=interleave,
+                                     progress=progress)
+        during = mon.load
+        check(during if not math.isnan(during) else 0.0, "during the measurement")
+        return times, max(x for x in (pre, during, 0.0) if not math.isnan(x)), when
+
+    times, load, when = retry_when_busy(attempt, f"the comparison on {runner.platform.key}")
     is_busy = load > max_load and runner.apply_load_policy
     if is_busy and policy == "flag":
         log.warning("measurement on %s flagged: other processes kept %.2f CPU cores busy (limit %g); "
@@ -589,6 +593,36 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
     return Comparison(runner.platform, tuple(names), tuple(latencies), tuple(speedups), float(load),
                       bool(is_busy), when, int(rounds), int(runs), int(warmup), int(seed), interleave,
                       float(level), float(max_load), loadavg_1min(), not export_notes, tuple(export_notes))
+
+
+#: How often a measurement refused because the machine was busy is taken again, and the pauses (s)
+#: before each new attempt: short bursts of other work (a page-cache flush, a cron job, the host
+#: stealing time from a virtual machine) should not abort an hour of profiling or a search.
+BUSY_RETRIES = 3
+BUSY_PAUSES_S = (2.0, 5.0, 15.0)
+
+
+def retry_when_busy(fn: Callable[[], Any], what: str, retries: int | None = None,
+                    pauses: Sequence[float] | None = None) -> Any:
+    """Call ``fn``; when it raises :class:`BusyError`, pause and call it again, at most ``retries`` times.
+
+    Nothing measured while the machine was busy is kept: each attempt times everything anew. After
+    the last attempt the :class:`BusyError` propagates with the number of attempts in its message.
+    """
+    retries = BUSY_RETRIES if retries is None else retries
+    pauses = tuple(BUSY_PAUSES_S if pauses is None else pauses) or (0.0,)
+    for i in range(retries + 1):
+        try:
+            return fn()
+        except BusyError as exc:
+            if i == retries:
+                raise BusyError(f"{exc} (after {retries + 1} attempts over pauses of "
+                                f"{', '.join(f'{p:g}' for p in pauses[:retries])} s)") from exc
+            pause = pauses[min(i, len(pauses) - 1)]
+            log.warning("%s: %s; timing again in %g s (attempt %d of %d)", what, str(exc).split(";")[0], pause,
+                        i + 2, retries + 1)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def onnx_versions(model: Any) -> tuple[int, int] | None:

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from compactnet.errors import MeasurementError, bad_value
+from compactnet.errors import BusyError, MeasurementError, bad_value
 from compactnet.spec import Latency, LayerSpec, Measurement, Platform, hardware_id
 
 from compactnet.profilers.layers import layer_onnx, network_onnx, overhead_onnx
@@ -178,7 +178,7 @@ def judge_load(load: float, protocol: Protocol, what: str = "measurement") -> fl
         msg = (f"machine busy: {load:.2f} CPU cores used by other processes during the {what}, above "
                f"max_load={protocol.max_load} (DESIGN: never profile while another CPU-heavy job runs)")
         if protocol.busy == "refuse":
-            raise MeasurementError(msg + "; refused (pass busy='flag' to keep flagged measurements)")
+            raise BusyError(msg + "; refused (pass busy='flag' to keep flagged measurements)")
         if protocol.busy == "flag":
             log.warning("%s; measurements kept and flagged with their load", msg)
     return float(load)
@@ -300,7 +300,7 @@ class Profiler(abc.ABC):
         layers = list(layers)
         if not layers:
             return []
-        lats, load, overhead = _timed(self.time_layers(layers, proto))
+        lats, load, overhead = self._time_retrying(layers, proto)
         loads = [load] * len(layers)
         overheads = [overhead] * len(layers)
         for attempt in range(proto.retries):
@@ -309,8 +309,8 @@ class Profiler(abc.ABC):
                 break
             log.info("re-measuring %d layer(s) whose rounds disagree (spread > %.0f%%)", len(bad),
                      100 * proto.max_spread)
-            again, load2, overhead2 = _timed(self.time_layers([layers[i] for i in bad],
-                                                              proto.replace(seed=proto.seed + attempt + 1)))
+            again, load2, overhead2 = self._time_retrying([layers[i] for i in bad],
+                                                          proto.replace(seed=proto.seed + attempt + 1))
             for i, lat in zip(bad, again):
                 if round_spread(lat) < round_spread(lats[i]):
                     lats[i], loads[i], overheads[i] = lat, load2, overhead2
@@ -323,6 +323,13 @@ class Profiler(abc.ABC):
             overheads = [math.nan] * len(layers)
         return [Measurement(layer, self.platform, lat, when, float(ld), proto.context, oh)
                 for layer, lat, ld, oh in zip(layers, lats, loads, overheads)]
+
+    def _time_retrying(self, layers: list[LayerSpec], proto: Protocol) -> tuple:
+        """:meth:`time_layers`, timed again after a pause when the machine was busy (nothing busy is kept)."""
+        from compactnet.measure import retry_when_busy
+
+        return retry_when_busy(lambda: _timed(self.time_layers(layers, proto)),
+                               f"{len(layers)} layer(s) on {self.platform.key}")
 
     def measure_networks(self, networks: Sequence[Sequence[LayerSpec]],
                          protocol: Protocol | None = None) -> list[Latency]:

@@ -14,6 +14,8 @@ import torch
 def _one_thread(monkeypatch, tmp_path_factory):
     torch.set_num_threads(1)
     monkeypatch.setenv("COMPACTNET_HOME", str(tmp_path_factory.mktemp("home")))
+    # a refused busy measurement is taken again at once (the library pauses seconds between attempts)
+    monkeypatch.setattr("compactnet.measure.BUSY_PAUSES_S", (0.0,))
 
 
 def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -140,8 +140,18 @@ def test_comparison_round_trip_and_table():
 def test_busy_machine_is_refused(monkeypatch):
     monkeypatch.setattr(M, "machine_load", lambda own_pid=None, window=0.5: 1.7)
     runner = SyntheticRunner(apply_load_policy=True)
-    with pytest.raises(MeasurementError, match=r"busy.*1\.70.*limit 0\.5"):
+    with pytest.raises(MeasurementError, match=r"busy.*1\.70.*limit 0\.5.*after 4 attempts"):
         compare([SMALL], runner, rounds=7, runs=5)
+
+
+def test_a_burst_of_load_is_waited_out(monkeypatch, caplog):
+    loads = iter([1.7, 1.2, 0.1])  # busy before two attempts, then quiet: the third attempt is kept
+    monkeypatch.setattr(M, "machine_load", lambda own_pid=None, window=0.5: next(loads))
+    monkeypatch.setattr(LoadMonitor, "stop", lambda self: setattr(self, "load", 0.0) or 0.0)
+    with caplog.at_level(logging.WARNING, logger="compactnet.measure"):
+        cmp = compare([BIG, SMALL], SyntheticRunner(apply_load_policy=True), rounds=7, runs=5)
+    assert not cmp.busy and cmp.load == pytest.approx(0.1) and cmp.protocol_ok
+    assert caplog.text.count("timing again") == 2
 
 
 def test_busy_machine_is_flagged(monkeypatch, caplog):

@@ -90,6 +90,30 @@ def test_busy_machine_is_refused_or_flagged(caplog):
     assert math.isnan(judge_load(float("nan"), Protocol()))
 
 
+def test_a_busy_batch_is_timed_again_and_nothing_busy_is_kept(caplog):
+    from compactnet.errors import BusyError
+    from compactnet.measure import BUSY_RETRIES
+
+    prof = SyntheticProfiler(seed=1)
+    calls = []
+    real = prof.time_layers
+
+    def flaky(layers, protocol):
+        calls.append(len(layers))
+        if len(calls) <= 2:
+            raise BusyError("machine busy: 0.9 CPU cores used by other processes")
+        return real(layers, protocol)
+
+    prof.time_layers = flaky
+    [m] = prof.measure([DW64], protocol=FAST)
+    assert len(calls) == 3 and m.latency.median_ms > 0 and "timing again" in caplog.text
+    calls.clear()
+    prof.time_layers = lambda layers, protocol: calls.append(1) or (_ for _ in ()).throw(BusyError("machine busy"))
+    with pytest.raises(BusyError, match=f"after {BUSY_RETRIES + 1} attempts"):
+        prof.measure([DW64], protocol=FAST)
+    assert len(calls) == BUSY_RETRIES + 1
+
+
 def test_protocol_validation_names_the_parameter():
     with pytest.raises(ConfigError, match="context"):
         Protocol(context="hot")
