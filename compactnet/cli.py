@@ -770,7 +770,10 @@ def zoo_best(platform_key, latency_ms, speedup, index_url, predictor_path, hardw
 @click.option("--replace", is_flag=True, help="Replace an entry of the same name.")
 @click.option("--force", is_flag=True,
               help="Publish under the target's name even when the measured lower bound misses the target.")
-def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace, force):
+@click.option("--measured-name", is_flag=True,
+              help="Name the entry after the measured speedup's lower bound (rounded down to 0.1x) instead of "
+                   "the search's target: for a result whose target was missed on this platform or hardware.")
+def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace, force, measured_name):
     """Turn a search output (or a `compactnet train` baseline) folder into a zoo entry, measuring latency and top-1."""
     from compactnet.zoo import publish, publish_model
 
@@ -789,8 +792,12 @@ def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace, for
                               command=card.get("command", ""), publish_command=command_line(),
                               source=str(root), replace_existing=replace, force=force)
     else:
+        if measured_name and force:
+            raise click.UsageError("--measured-name and --force contradict each other: name the entry after the "
+                                   "measurement, or keep the target's name")
+        naming = {"tag": None, "target_speedup": None} if measured_name else {}
         entry = publish(result_dir, index_path, platform=platform_key, data=data, rounds=rounds,
-                        publish_command=command_line(), replace_existing=replace, force=force)
+                        publish_command=command_line(), replace_existing=replace, force=force, **naming)
     click.echo(f"published {entry.name} into {index_path}")
 
 
