@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 
 import onnx
 
-from compactnet.errors import CompactNetError, ConfigError, MeasurementError, bad_value
+from compactnet.errors import BusyError, CompactNetError, ConfigError, MeasurementError, bad_value
 from compactnet.spec import Latency, LayerSpec, Platform
 
 from compactnet.profilers.base import Profiler, Protocol, rotation_protocol, run_timing_job, timing_result
@@ -73,6 +73,10 @@ class AgentError(MeasurementError):
         super().__init__(message)
         self.status = status
         self.kind = kind
+
+
+class AgentBusyError(AgentError, BusyError):
+    """The device behind the agent was busy while it timed the job: timed again after a pause."""
 
 
 class _BadRequest(Exception):
@@ -564,7 +568,9 @@ class AgentClient:
             if payload.get("status") == "done":
                 return payload["result"]
             if payload.get("status") == "failed":
-                raise AgentError(f"agent job failed: {payload.get('error')}", 200, payload.get("kind", ""))
+                kind = payload.get("kind", "")
+                cls = AgentBusyError if kind == "BusyError" else AgentError
+                raise cls(f"agent job failed: {payload.get('error')}", 200, kind)
         raise AgentError(f"job {job_id} did not finish within {self.job_timeout_s:g} s", 0, "timeout")
 
     def run(self, models: Sequence[bytes], platform: str, protocol: Protocol) -> dict:

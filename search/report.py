@@ -116,6 +116,25 @@ def _snapshot_lines(snaps: Any) -> list[str]:
     return lines
 
 
+def _stop_text(r: Mapping[str, Any]) -> str:
+    """Why the search stopped, in words (also when the loop reached the target and the final decision did not)."""
+    if r.get("stop_reason"):
+        return str(r["stop_reason"])
+    loop = [m for m in (r.get("measurements") or []) if isinstance(m, Mapping)]
+    last = loop[-1] if loop else None
+    if last is None:
+        return "schedule done (never measured)"
+    seen = (f"{_fmt(last.get('speedup'), '.2f')}x [{_fmt(last.get('low'), '.2f')}, {_fmt(last.get('high'), '.2f')}] "
+            f"after iteration {last.get('iteration')}")
+    if not last.get("reached"):
+        return f"schedule done; the loop's last measurement was {seen}"
+    final = r.get("measured") or {}
+    if final and not final.get("reached"):
+        return (f"the loop's measurement reached the target ({seen}); the final decision's repeated comparisons "
+                "of the retrained network did not (same architecture: the difference is timing noise)")
+    return f"target reached ({seen})"
+
+
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.json`` and a short ``report.md``."""
     out = Path(out_dir)
@@ -127,7 +146,7 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, 
         "",
         f"Platform: {r.get('platform', {}).get('describe', '')}  ",
         f"Target: {_fmt(r.get('target_speedup'), '.2f')}x, mode {r.get('mode')}, preset {r.get('preset', {}).get('name')}, "
-        f"importance {r.get('importance')}, stopped: {r.get('stop_reason') or 'target met or schedule done'}",
+        f"importance {r.get('importance')}, stopped: {_stop_text(r)}",
         "",
         "| | original | trimmed |",
         "|---|---|---|",

@@ -86,6 +86,26 @@ def test_quantize_int8_makes_a_qdq_model(tiny, feed, reference):
     assert q2 != q
 
 
+def test_int8_weights_use_7_bits_on_cpus_without_vnni(tiny, tmp_path):
+    from compactnet.runtimes import cpu_has_vnni
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor : 0\nflags : fpu sse4_2 avx avx2 fma\n\nprocessor : 1\nflags : fpu avx2\n")
+    vnni = tmp_path / "vnni"
+    vnni.write_text("flags : fpu avx2 avx512f avx512_vnni amx_int8\n")
+    if importlib.util.find_spec("platform") and __import__("platform").machine().lower() in ("x86_64", "amd64"):
+        assert not cpu_has_vnni(avx2) and cpu_has_vnni(vnni)
+    assert cpu_has_vnni(tmp_path / "missing")          # no cpuinfo: no saturating kernel to avoid
+
+    def weight_range(q):
+        w = [t for t in onnx.load_from_string(q).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+        return max(int(np.abs(onnx.numpy_helper.to_array(t)).max()) for t in w)
+
+    calib = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    assert weight_range(quantize_int8(tiny, calibration_inputs=calib, reduce_range=True)) <= 64
+    assert weight_range(quantize_int8(tiny, calibration_inputs=calib, reduce_range=False)) > 64
+
+
 def test_unknown_and_unavailable_provider_errors():
     with pytest.raises(ConfigError, match="cpu, cuda"):
         get_runner("ort-foo-fp32-t1")

@@ -325,3 +325,22 @@ def test_remote_profiler_accepts_other_threads_and_precisions_of_a_listed_runtim
     assert m.overhead_ms > 0  # the agent's overhead figure reaches the measurement
     with pytest.raises(ConfigError, match="runtime and provider"):
         RemoteProfiler(srv.url, "ort-cpu-fp32-t2", protocol=FAST)
+
+
+def test_a_busy_device_is_timed_again(agent_server, monkeypatch):
+    """The device refuses a job it timed while busy (BusyError); the client times it again after a pause."""
+    import compactnet.profilers.agent as agent_mod
+    from compactnet.errors import BusyError
+
+    real, calls = agent_mod.run_timing_job, []
+
+    def busy_once(*a, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise BusyError("machine busy: 0.9 CPU cores used by other processes during the timing")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(agent_mod, "run_timing_job", busy_once)
+    srv = agent_server()
+    [m] = RemoteProfiler(srv.url, SYN, protocol=FAST).measure([SMALL])
+    assert m.latency.median_ms > 0 and len(calls) == 2

@@ -132,3 +132,19 @@ def test_latency_targets_need_milliseconds(tmp_path, tiny_data):
     with pytest.raises(ConfigError, match="snapshots"):
         optimize("mobilenetv2", None, "ort-cpu-fp32-t1", speedup=1.5, predictor="flops", measure=False,
                  snapshots=(1.5,), out_dir=tmp_path, data=tiny_data)
+
+
+def test_report_says_why_the_search_stopped(tmp_path):
+    """A loop that reached the target while the final decision did not is told apart from other stops."""
+    from compactnet.search.report import write_report
+
+    loop = {"iteration": 9, "speedup": 1.90, "low": 1.85, "high": 1.95, "reached": True}
+    final = {"speedup": 1.72, "low": 1.35, "high": 2.10, "reached": False, "original_ms": 0.6, "trimmed_ms": 0.35}
+    cases = [({"stop_reason": "measurement refused"}, "measurement refused"),
+             ({"measurements": [loop], "measured": final}, "final decision's repeated comparisons"),
+             ({"measurements": [loop], "measured": {**final, "reached": True}}, "target reached (1.90x [1.85, 1.95]"),
+             ({"measurements": [{**loop, "reached": False}]}, "schedule done; the loop's last measurement"),
+             ({}, "never measured")]
+    for i, (rep, text) in enumerate(cases):
+        _, md = write_report({"model": "mobilenetv2", **rep}, tmp_path / str(i))
+        assert text in md.read_text(), (rep, md.read_text())
