@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=None, help="steps per fine-tune epoch")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--dataset-scale", type=float, default=0.1)
+    ap.add_argument("--dataset-scale", type=float, default=0.5)
     ap.add_argument("--tolerance", type=float, default=0.99)
     ap.add_argument("--ws-max-seconds", type=float, default=1800.0)
     ap.add_argument("--ws-max-evals", type=int, default=None)

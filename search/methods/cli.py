@@ -103,7 +103,7 @@ def lowrank(model_name, weights, channels, speedup, config_path, layer, rank, pr
 @MODEL_OPT
 @WEIGHTS_OPT
 @CHANNELS_OPT
-@click.option("--dataset-scale", type=float, default=0.1, show_default=True,
+@click.option("--dataset-scale", type=float, default=0.5, show_default=True,
               help="Fraction of the validation split evaluated during the exploration.")
 @click.option("--tolerance", type=float, default=0.99, show_default=True, help="Kept fraction of validation top-1.")
 @click.option("--max-size-mb", type=float, default=None, help="Fail unless the artefact fits this size.")

@@ -9,7 +9,8 @@ cut (or, when none can, its largest predicted cut):
   :func:`~compactnet.search.loop.score_candidate`); the best-scoring group is the trim candidate;
 * ``lowrank``: one not yet decomposed layer at the highest rank whose predicted latency meets the
   cut (the layer losing the least PCA energy per ms gained), decomposed, fine-tuned as briefly;
-* ``int8``: post-training static int8 of the current network, always the **last step**: the fp32
+* ``int8``: post-training static int8 of the current network, the **last step** (skipped, with a
+  warning, when the int8 latency model predicts it no faster than fp32 on the platform): the fp32
   actions run until the int8 version of the current network is predicted to reach the target (so
   int8 alone "meets" a target it can meet, with no trimming), then int8 is applied.
 
@@ -402,7 +403,16 @@ def compose(model: nn.Module, data: Any, latency: Any, speedup: float, methods: 
                  l0 / cur_ms, cur_val)
         if on_iteration:
             on_iteration(record)
-    if use_int8:  # int8 is always the last step
+    if use_int8 and int8_lat(spec) >= cur_ms:
+        # int8 is not free everywhere: without VNNI or on small layers its graphs can be slower
+        record = {"iteration": len(history) + 1, "current_ms": cur_ms, "current_val": cur_val, "candidates": [],
+                  "applied": None, "last_step": True, "predicted_ms": cur_ms, "val_top1": cur_val,
+                  "note": f"int8 not applied: predicted {int8_lat(spec):.4f} ms, not faster than fp32 {cur_ms:.4f} ms"}
+        log.warning("%s on this platform", record["note"])
+        history.append(record)
+        if on_iteration:
+            on_iteration(record)
+    elif use_int8:  # int8 is the last step
         seed_i = int(np.random.SeedSequence([seed, len(history) + 1]).generate_state(1)[0] % (2 ** 31))
         c = _int8_candidate(model, spec, int8_lat, s, data.train, val_sub, seed_i, input_shape)
         int8_models = c["_models"]
@@ -422,7 +432,7 @@ def compose(model: nn.Module, data: Any, latency: Any, speedup: float, methods: 
 
 
 def share_composition(result: ComposeResult, data: Any, out_dir: str | Any, max_size_bytes: int | None = None,
-                      dataset_scale: float = 0.1, tolerance: float = 0.99, seed: int = 0,
+                      dataset_scale: float = 0.5, tolerance: float = 0.99, seed: int = 0,
                       model_name: str | None = None, **explore_kw: Any) -> dict:
     """Weight sharing as the size step of a composition, applied to ``result.model`` after the latency steps.
 

@@ -349,7 +349,7 @@ def _other_bytes(model: nn.Module, shared: Sequence[str]) -> int:
     return int(sum(v.numel() * v.element_size() for k, v in model.state_dict().items() if k not in set(shared)))
 
 
-def explore(model: nn.Module, val_split: Any, dataset_scale: float = 0.1, tolerance: float = 0.99,
+def explore(model: nn.Module, val_split: Any, dataset_scale: float = 0.5, tolerance: float = 0.99,
             ladder: Sequence[int] = BITS_LADDER, local: bool = True, local_budget: int | None = None,
             max_evals: int | None = None, max_seconds: float | None = None, seed: int = 0,
             max_size_bytes: int | None = None, evaluate: Callable[[nn.Module, Any], float] | None = None,
@@ -362,7 +362,9 @@ def explore(model: nn.Module, val_split: Any, dataset_scale: float = 0.1, tolera
         model: The trained network.
         val_split: Validation split (a :class:`~compactnet.data.Split`).
         dataset_scale: Fraction of ``val_split`` evaluated (class-stratified, seeded), as the
-            reference tool's ``--dataset_scale``.
+            reference tool's ``--dataset_scale``. 0.5 by default: with 0.1 (500 images) a 1% tolerance
+            is 5 images, and ResNet-20 passed it at 84.14 -> 80.39% test top-1; with 0.5 it kept
+            83.40% (99.1%) for 7.17x in 325 s.
         tolerance: Kept fraction of the uncompressed top-1 (0.99: MLPerf's constraint).
         ladder: Allowed index bits per layer, ascending.
         local: Run the local refinement (step 3).
@@ -509,7 +511,7 @@ def explore(model: nn.Module, val_split: Any, dataset_scale: float = 0.1, tolera
 
 
 # ----- one call --------------------------------------------------------------------------------------
-def share_weights(model: nn.Module, data: Any, out_dir: str | Path, dataset_scale: float = 0.1,
+def share_weights(model: nn.Module, data: Any, out_dir: str | Path, dataset_scale: float = 0.5,
                   tolerance: float = 0.99, local: bool = True, seed: int = 0, model_name: str | None = None,
                   channels: Any = None, eval_split: str = "test", **explore_kw: Any) -> dict:
     """Explore, write the artefact, check its round trip and report.

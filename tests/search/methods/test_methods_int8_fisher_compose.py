@@ -167,6 +167,11 @@ def test_compose_with_int8_is_compared_with_the_untrimmed_int8_baseline(tiny_dat
     known = compose(tiny_resnet(), tiny_data, MacsLatencyModel(), 2.0, int8_latency=int8_model, settings=s)
     assert not known.summary()["int8_latency_assumed"] and known.history[-1]["applied"] == "int8"
     assert known.baseline["predicted_ms"] == pytest.approx(0.4 * known.original_ms)
+    # where int8 is predicted slower than fp32 (no VNNI, tiny layers) it is not applied
+    slow = compose(tiny_resnet(), tiny_data, MacsLatencyModel(), 2.0, int8_latency=MacsLatencyModel(ms_per_mmac=1.0),
+                   settings=s)
+    assert slow.int8 is None and slow.history[-1]["applied"] is None and "int8" not in slow.label
+    assert "not faster than fp32" in slow.history[-1]["note"]
     # measured against the untrimmed int8 baseline first, by the protocol (synthetic platform here)
     from compactnet.measure import compare
     from compactnet.runtimes import SyntheticRunner
