@@ -45,17 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     from compactnet.data import load_cifar10
     from compactnet.models import create_model, load_weights, save_weights
     from compactnet.train import evaluate, get_recipe, setup_threads, train
+    from compactnet.zoo.publish import read_result_dir
 
     src, out = Path(args.result), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rep = json.loads((src / "report.json").read_text())
-    arch = rep.get("model", "mobilenetv2")
+    res_dir = read_result_dir(src)
+    rep, arch = res_dir.report, res_dir.architecture
     setup_threads(args.threads)
     data = load_cifar10(args.data)
     if args.control:
         model = load_weights(create_model(arch), args.teacher)
     else:
-        model = load_weights(create_model(arch, str(src / "channels.json")), src / "weights.safetensors")
+        model = load_weights(create_model(arch, res_dir.channels), res_dir.weights)
     teacher = load_weights(create_model(arch), args.teacher).eval() if args.distill else None
     before = evaluate(model, data.test)
     t0 = time.perf_counter()

@@ -267,7 +267,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split | None, recipe:
         start_epoch = _resume(ckpt, model, opt, gen, result, recipe)
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
     if teacher is not None:
-        teacher.eval().to(memory_format=memory_format_for(teacher))
+        prepare_memory_format(teacher.eval())
     steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
     if max_steps:
         steps_per_epoch = min(steps_per_epoch, max_steps)

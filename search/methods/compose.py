@@ -403,16 +403,17 @@ def compose(model: nn.Module, data: Any, latency: Any, speedup: float, methods: 
                  l0 / cur_ms, cur_val)
         if on_iteration:
             on_iteration(record)
-    if use_int8 and int8_lat(spec) >= cur_ms:
+    int8_ms = int8_lat(spec) if use_int8 else None
+    if int8_ms is not None and int8_ms >= cur_ms:
         # int8 is not free everywhere: without VNNI or on small layers its graphs can be slower
         record = {"iteration": len(history) + 1, "current_ms": cur_ms, "current_val": cur_val, "candidates": [],
                   "applied": None, "last_step": True, "predicted_ms": cur_ms, "val_top1": cur_val,
-                  "note": f"int8 not applied: predicted {int8_lat(spec):.4f} ms, not faster than fp32 {cur_ms:.4f} ms"}
+                  "note": f"int8 not applied: predicted {int8_ms:.4f} ms, not faster than fp32 {cur_ms:.4f} ms"}
         log.warning("%s on this platform", record["note"])
         history.append(record)
         if on_iteration:
             on_iteration(record)
-    elif use_int8:  # int8 is the last step
+    elif int8_ms is not None:  # int8 is the last step
         seed_i = int(np.random.SeedSequence([seed, len(history) + 1]).generate_state(1)[0] % (2 ** 31))
         c = _int8_candidate(model, spec, int8_lat, s, data.train, val_sub, seed_i, input_shape)
         int8_models = c["_models"]
