@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compactnet.predictors.testset import TestSet, generate_testset, measure_testset
+    from compactnet.predictors.testset import TESTSET_SEED, TestSet, generate_testset, measure_testset
     from compactnet.profilers.store import SampleStore
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resnet20", type=int, default=30)
     ap.add_argument("--vgg", type=int, default=30)
     ap.add_argument("--candidate-sets", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="generation seed (default: the test set's own); another seed draws a development set")
+    ap.add_argument("--exclude", type=Path, nargs="*", default=[],
+                    help="test-set JSON files whose networks must not be drawn again")
+    ap.add_argument("--results", default="results.json", help="results file name inside --out")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--busy", default="refuse", choices=("refuse", "flag", "ignore"))
@@ -44,20 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     ts_path = args.out / "testset.json"
+    seed = TESTSET_SEED if args.seed is None else args.seed
     if ts_path.exists():
         ts = TestSet.load(ts_path)
+        if args.seed is not None and ts.seed != seed:
+            ap.error(f"{ts_path} was generated with seed {ts.seed}, not --seed {seed}; use another --out")
     else:
+        excluded = [TestSet.load(p) for p in args.exclude]
         with SampleStore(args.store) as store:
-            ts = generate_testset(n_mobilenetv2=args.mobilenetv2, n_resnet20=args.resnet20, n_vgg=args.vgg,
-                                  n_candidate_sets=args.candidate_sets, store=store)
+            ts = generate_testset(seed=seed, n_mobilenetv2=args.mobilenetv2, n_resnet20=args.resnet20,
+                                  n_vgg=args.vgg, n_candidate_sets=args.candidate_sets, store=store,
+                                  exclude=excluded)
         ts.save(ts_path)
+    results = args.out / args.results
     for key in args.platforms:
-        res = measure_testset(ts, key, args.out / "results.json", chunk=args.chunk, rounds=args.rounds,
+        res = measure_testset(ts, key, results, chunk=args.chunk, rounds=args.rounds,
                               runs=args.runs, busy=args.busy)
-        refs = [c["reference"]["median_ms"] for c in
-                json.loads((args.out / "results.json").read_text())["_chunks"].get(key, [])]
+        refs = [c["reference"]["median_ms"] for c in json.loads(results.read_text())["_chunks"].get(key, [])]
         drift = f"; reference {min(refs):.4f}-{max(refs):.4f} ms over {len(refs)} chunks" if refs else ""
-        print(f"{key}: {len(res)} networks measured -> {args.out / 'results.json'}{drift}")
+        print(f"{key}: {len(res)} networks measured -> {results}{drift}")
     return 0
 
 

@@ -89,6 +89,13 @@ class TestSet:
     networks: list[TestNetwork] = field(default_factory=list)
     candidate_sets: list[CandidateSet] = field(default_factory=list)
 
+    def all_networks(self) -> list[TestNetwork]:
+        """Every network: the test networks, then each ranking set's base and candidates."""
+        out = list(self.networks)
+        for c in self.candidate_sets:
+            out += [c.base, *c.candidates]
+        return out
+
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"seed": self.seed, "networks": [asdict(n) for n in self.networks],
@@ -190,7 +197,7 @@ def _seen(model: str, channels: dict, keys: set[str]) -> float:
 
 def generate_testset(seed: int = TESTSET_SEED, n_mobilenetv2: int = 200, n_resnet20: int = 30, n_vgg: int = 30,
                      n_candidate_sets: int = 20, store: Any = None, platform_key: str | None = None,
-                     max_redraws: int = 1000) -> TestSet:
+                     max_redraws: int = 1000, exclude: Sequence[TestSet] = ()) -> TestSet:
     """Generate the fixed test set.
 
     Args:
@@ -202,6 +209,8 @@ def generate_testset(seed: int = TESTSET_SEED, n_mobilenetv2: int = 200, n_resne
         store: A sample store (path or ``SampleStore``) or a set of layer keys to de-duplicate against.
         platform_key: Only that platform's store keys (default: all).
         max_redraws: Give up redrawing after this many duplicates (then raise).
+        exclude: Other test sets (e.g. the test set, when drawing a development set with another
+            seed) whose networks count as duplicates.
 
     Raises:
         DataError: Too many duplicates (the store covers nearly everything).
@@ -209,7 +218,8 @@ def generate_testset(seed: int = TESTSET_SEED, n_mobilenetv2: int = 200, n_resne
     rng = np.random.default_rng(seed)
     keys = _store_keys(store, platform_key)
     ts = TestSet(seed)
-    seen_cfg: set[str] = set()
+    seen_cfg: set[str] = {n.model + json.dumps(n.channels, sort_keys=True)
+                           for other in exclude for n in other.all_networks()}
     redraws = 0
     for model, n in (("mobilenetv2", n_mobilenetv2), ("resnet20", n_resnet20), ("vgg16", n_vgg)):
         i = 0
