@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", type=Path, required=True, help="sample store to de-duplicate against")
     ap.add_argument("--out", type=Path, required=True, help="folder for testset.json and results.json")
-    ap.add_argument("--platforms", nargs="+", default=["ort-cpu-fp32-t1", "openvino-cpu-fp32-t1",
-                                                         "ncnn-cpu-fp32-t1"])
+    ap.add_argument("--platforms", nargs="*", default=["ort-cpu-fp32-t1", "openvino-cpu-fp32-t1",
+                                                         "ncnn-cpu-fp32-t1"],
+                    help="runtimes to measure on (none: only generate the set)")
     ap.add_argument("--mobilenetv2", type=int, default=200)
     ap.add_argument("--resnet20", type=int, default=30)
     ap.add_argument("--vgg", type=int, default=30)
