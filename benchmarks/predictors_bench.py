@@ -21,6 +21,12 @@ Prints per platform and predictor:
   predicting at their granularity, MobileNetV2 units) as a labelled ``dense (step N)`` row; its
   network error is also given on the MobileNetV2 test networks alone (``mbv2``), the only ones
   the paper's table covers;
+- with ``--devset`` (a development set: whole networks drawn like the test set with another seed,
+  measured by ``measure_testset.py --seed``), every predictor again after calibrating it on those
+  networks (``+cal`` rows; ``--calibration`` picks the mode): the samples a platform costs are then
+  its layer samples plus those networks, and both counts are printed; with ``--repeat`` (a second
+  measurement of the development set) the protocol's own repeatability, the floor under any
+  predictor's error;
 - the held-out-platform transfer experiment, per layer and per whole test network;
 - prediction speed: distinct random MobileNetV2 configurations through ``predict_configs``
   (the search's inner loop), with the number of distinct layer rows that took, and the latency of
@@ -44,7 +50,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compactnet.errors import DataError
+from compactnet.errors import ConfigError, DataError
 from compactnet.predictors.estimators import GBDTLatencyRegressor, make_estimator
 from compactnet.predictors.metrics import network_summary, rmspe
 from compactnet.predictors.network import LatencyPredictor, channels_raw, load_samples, network_layers, unique_rows
@@ -73,6 +79,9 @@ class TestNetworks:
     truth: dict = field(default_factory=dict)
     n_networks: int = 0
     candidate_sets: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.specs)
 
     @property
     def mbv2(self) -> list[int]:
@@ -173,13 +182,24 @@ def prediction_speed(pred: LatencyPredictor, n_configs: int = 2000, seed: int = 
             "distinct_rows_per_s": distinct / dt, "one_query_ms": (time.perf_counter() - t1) / repeats * 1e3}
 
 
+def calibrated(pred: LatencyPredictor, dev: TestNetworks | None, key: str, mode: str) -> LatencyPredictor | None:
+    """A copy of ``pred`` calibrated on the development networks' measurements (None without them)."""
+    import copy
+
+    if dev is None or key not in dev.truth or not len(dev):
+        return None
+    return copy.deepcopy(pred).calibrate(dev.specs, dev.truth[key], mode=mode)
+
+
 def evaluate_platform(key: str, train: Sequence[Any], layer_test: Sequence[Any], data: TestNetworks,
                       sizes: Sequence[int], fast: bool, seed: int = 0, dense: Sequence[Any] = (),
-                      dense_label: str = "dense", speed_configs: int = 2000) -> dict:
-    """All single-platform figures for one platform."""
+                      dense_label: str = "dense", speed_configs: int = 2000, dev: TestNetworks | None = None,
+                      calibration: str = "auto") -> dict:
+    """All single-platform figures for one platform (``+cal``: calibrated on ``dev``, when given)."""
     rng = np.random.default_rng(seed)
+    n_dev = len(dev.truth.get(key, ())) if dev is not None else 0
     out: dict = {"platform": key, "samples": len(train), "layer_test": len(layer_test), "predictors": {},
-                 "curve": [], "speed": {}}
+                 "curve": [], "speed": {}, "dev_networks": n_dev}
     y_layer = np.array([m.latency.median_ms for m in layer_test])
     test_layers = [m.layer for m in layer_test]
     for name in BASELINES:
@@ -189,8 +209,12 @@ def evaluate_platform(key: str, train: Sequence[Any], layer_test: Sequence[Any],
                "overhead_ms": pred.overhead_ms_}
         rec.update(net_figures(pred, data, key))
         out["predictors"][name] = rec
+        cal = calibrated(pred, dev, key, calibration)
+        if cal is not None:
+            out["predictors"][name + "+cal"] = {"fit_s": math.nan, "layer_rmspe": math.nan,
+                                                "calibration": cal.calibration_, **net_figures(cal, data, key)}
         if name == "gbdt":
-            out["speed"] = prediction_speed(pred, speed_configs, seed)
+            out["speed"] = prediction_speed(cal or pred, speed_configs, seed)
     for n in sizes:
         sub = _subsample(train, n, rng)
         for name in CURVE:
@@ -198,6 +222,9 @@ def evaluate_platform(key: str, train: Sequence[Any], layer_test: Sequence[Any],
             row = {"label": f"n={len(sub)}", "samples": len(sub), "predictor": name,
                    "layer_rmspe": rmspe(y_layer, pred.predict_layer_ms(test_layers))}
             row.update(net_figures(pred, data, key))
+            cal = calibrated(pred, dev, key, calibration)
+            if cal is not None:
+                row["cal"] = net_figures(cal, data, key)
             out["curve"].append(row)
     if dense:
         for name in CURVE:  # the paper's baseline: every estimator on the dense table's samples
@@ -205,6 +232,13 @@ def evaluate_platform(key: str, train: Sequence[Any], layer_test: Sequence[Any],
             row = {"label": dense_label, "samples": len(dense), "predictor": name, "granularity": pred.granularity,
                    "layer_rmspe": math.nan}  # the table's units are not the held-out layers: no layer figure
             row.update(net_figures(pred, data, key))
+            try:
+                cal = calibrated(pred, dev, key, calibration)
+            except ConfigError as exc:  # the table's units cannot express every development network
+                log.warning("%s: the dense baseline is not calibrated (%s)", name, exc)
+                cal = None
+            if cal is not None:
+                row["cal"] = net_figures(cal, data, key)
             out["curve"].append(row)
     return out
 
@@ -247,8 +281,15 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
     if note:
         print(f"note: {note}")
     for r in results:
-        print(f"\n== {r['platform']}  ({r['samples']} training samples, {r['layer_test']} held-out layer rows "
+        dev = (f" + {r['dev_networks']} development networks measured whole (+cal rows)"
+               if r.get("dev_networks") else "")
+        print(f"\n== {r['platform']}  ({r['samples']} training samples{dev}, {r['layer_test']} held-out layer rows "
               "of distinct configurations)")
+        if r.get("repeatability"):
+            q = r["repeatability"]
+            print(f"protocol repeatability: {q['n']} development networks measured twice differ by RMSPE "
+                  f"{_pct(q['rmspe'], 6)}, {_pct(q['within5'], 4, 0)} within ±5%, {_pct(q['within10'], 4, 0)} "
+                  "within ±10% (the floor under any predictor's error)")
         n_nets = next((v.get("n") for v in r["predictors"].values() if "n" in v), 0)
         n_sets = next((v.get("n_sets") for v in r["predictors"].values() if "n_sets" in v), 0)
         if n_nets:
@@ -262,9 +303,13 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
         if r["curve"]:
             print("error vs samples (all kinds together; mbv2: MobileNetV2 test networks only):")
             for c in r["curve"]:
+                cal = c.get("cal")
+                cal_txt = (f"  | +cal net {_pct(cal.get('rmspe'), 7)}  ±5% {_pct(cal.get('within5'), 5, 0)}  "
+                           f"±10% {_pct(cal.get('within10'), 5, 0)}  tau {_num(cal.get('kendall_tau'), 5)}"
+                           if cal else "")
                 print(f"  {c['label']:16s} {c['predictor']:8s} layer {_pct(c['layer_rmspe'], 7)}  "
                       f"net {_pct(c.get('rmspe'), 7)}  mbv2 {_pct(c.get('mbv2_rmspe'), 7)}  "
-                      f"±10% {_pct(c.get('within10'), 5, 0)}  tau {_num(c.get('kendall_tau'), 5)}")
+                      f"±10% {_pct(c.get('within10'), 5, 0)}  tau {_num(c.get('kendall_tau'), 5)}{cal_txt}")
         if r["speed"]:
             s = r["speed"]
             print(f"speed: {s['configs']:,} distinct random MobileNetV2 configurations "
@@ -275,7 +320,8 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
     if transfer:
         print("\n== held-out platform: error vs samples per kind (layers; whole test networks)")
         for t in transfer:
-            net = (f"  | nets RMSPE {_pct(t['net_rmspe'], 7)}  ±10% {_pct(t['net_within10'], 5, 0)}  "
+            cal = f" (+cal on {t['calibration_networks']} nets)" if t.get("calibration_networks") else ""
+            net = (f"  | nets{cal} RMSPE {_pct(t['net_rmspe'], 7)}  ±10% {_pct(t['net_within10'], 5, 0)}  "
                    f"±5% {_pct(t['net_within5'], 5, 0)}") if "net_rmspe" in t else ""
             print(f"  {t['target']:22s} n={t['samples_per_kind']:3d} {t['method']:12s} RMSPE {_pct(t['rmspe'], 7)}  "
                   f"±10% {_pct(t['within10'], 5, 0)}  ±5% {_pct(t['within5'], 5, 0)}{net}")
@@ -317,14 +363,29 @@ def synthetic_data(seed: int, n_train: int, n_nets: int, dense_step: int = 32
     return plats, samples, data, dense, f"dense (step {dense_step})"
 
 
-def _store_samples(path: str, keys: Sequence[str], context: str | None) -> dict:
+def synthetic_devset(seed: int, plats: dict, n_nets: int) -> TestNetworks:
+    """Synthetic development networks (another seed than the test networks), truth as :func:`synthetic_data`."""
+    from compactnet.predictors.synthetic import true_latency_ms
+    from compactnet.predictors.testset import generate_testset
+
+    ts = generate_testset(seed=seed + 3, n_mobilenetv2=n_nets, n_resnet20=max(2, n_nets // 6),
+                          n_vgg=max(2, n_nets // 6), n_candidate_sets=0)
+    dev = TestNetworks([n.spec() for n in ts.networks], n_networks=len(ts.networks))
+    rng = np.random.default_rng(seed + 4)
+    for key, (_, costs) in plats.items():
+        dev.truth[key] = np.array([true_latency_ms(n.layers, costs).sum() * 1.05 for n in dev.specs]) * \
+            np.exp(rng.normal(0, 0.02, len(dev.specs)))
+    return dev
+
+
+def _store_samples(path: str, keys: Sequence[str], context: str | None, anchored: bool = True) -> dict:
     from compactnet.profilers.store import SampleStore
 
     out = {}
     with SampleStore(path) as store:
         for k in keys:
             try:
-                out[k] = load_samples(store, k, context=context)
+                out[k] = load_samples(store, k, context=context, anchored=anchored)
             except DataError as exc:
                 if "several measuring contexts" in str(exc):
                     raise
@@ -338,7 +399,7 @@ def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str]:
 
     keys = [k for k in args.platforms.split(",") if k]
     context = None if args.context in ("", "any") else args.context
-    samples = _store_samples(args.store, keys, context)
+    samples = _store_samples(args.store, keys, context, anchored=not args.no_anchors)
     dense, label = {}, ""
     if args.dense_store:
         dense = _store_samples(args.dense_store, keys, context)
@@ -347,22 +408,49 @@ def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str]:
         label = f"dense (step {step})" if step else "dense"
     data = TestNetworks()
     if args.testset and args.results:
-        ts = TestSet.load(args.testset)
-        res = {k: load_results(args.results, k, normalized=args.truth == "normalized") for k in keys}
-        ids = [n.id for n in ts.networks if all(n.id in res[k] for k in keys)]
-        data.n_networks = len(ids)
-        by_id = {n.id: n for n in ts.networks}
-        for c in ts.candidate_sets:
-            for m in c.candidates:
-                by_id[m.id] = m
-        for c in ts.candidate_sets:
-            got = [m.id for m in c.candidates if all(m.id in res[k] for k in keys)]
-            if len(got) >= 2:
-                data.candidate_sets.append(list(range(len(ids), len(ids) + len(got))))
-                ids += got
-        data.specs = [by_id[i].spec() for i in ids]
-        data.truth = {k: np.array([res[k][i] for i in ids]) for k in keys}
+        data = load_networks(args.testset, args.results, keys, args.truth == "normalized")
     return samples, data, dense, label
+
+
+def load_networks(testset: str | Path, results: str | Path, keys: Sequence[str], normalized: bool = False
+                  ) -> TestNetworks:
+    """A measured set's networks (measured on every platform of ``keys``) and their truth per platform."""
+    from compactnet.predictors.testset import TestSet, load_results
+
+    ts = TestSet.load(testset)
+    res = {k: load_results(results, k, normalized=normalized) for k in keys}
+    data = TestNetworks()
+    ids = [n.id for n in ts.networks if all(n.id in res[k] for k in keys)]
+    data.n_networks = len(ids)
+    by_id = {n.id: n for n in ts.networks}
+    for c in ts.candidate_sets:
+        for m in c.candidates:
+            by_id[m.id] = m
+    for c in ts.candidate_sets:
+        got = [m.id for m in c.candidates if all(m.id in res[k] for k in keys)]
+        if len(got) >= 2:
+            data.candidate_sets.append(list(range(len(ids), len(ids) + len(got))))
+            ids += got
+    data.specs = [by_id[i].spec() for i in ids]
+    data.truth = {k: np.array([res[k][i] for i in ids]) for k in keys}
+    return data
+
+
+def repeatability(dev_dir: Path, results: str, repeat: str, keys: Sequence[str]) -> dict[str, dict]:
+    """How far two protocol measurements of the same development networks disagree, per platform."""
+    first = load_networks(dev_dir / "testset.json", dev_dir / results, keys)
+    second = load_networks(dev_dir / "testset.json", dev_dir / repeat, keys)
+    out = {}
+    for k in keys:
+        a, b = first.truth[k], second.truth[k]
+        if len(a) != len(b) or not len(a):
+            log.warning("%s: the two passes cover different networks; no repeatability figure", k)
+            continue
+        rel = b / a - 1
+        out[k] = {"n": len(a), "rmspe": float(np.sqrt(np.mean(rel ** 2))),
+                  "within5": float(np.mean(np.abs(rel) <= 0.05)), "within10": float(np.mean(np.abs(rel) <= 0.10)),
+                  "worst": float(np.max(np.abs(rel)))}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,6 +469,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--truth", choices=("measured", "normalized"), default="measured",
                     help="test-network truth: each network's own figure, or its ratio to the reference timed in "
                          "its chunk times the reference's median (takes out drift between chunks)")
+    ap.add_argument("--devset", type=Path,
+                    help="development set folder (measure_testset.py --seed ...: testset.json, results.json): every "
+                         "predictor is also scored calibrated on it")
+    ap.add_argument("--calibration", default="auto", choices=("auto", "scale", "affine", "layers", "kinds"),
+                    help="calibration mode of the +cal rows")
+    ap.add_argument("--repeat", default=None,
+                    help="file name (inside --devset) of a second measurement of the development set: prints the "
+                         "protocol's repeatability")
+    ap.add_argument("--no-anchors", action="store_true",
+                    help="use the samples as measured, not normalised by their batch's anchor layers")
     ap.add_argument("--sizes", default="50,100,300,1000,1500", help="training sizes of the error curve")
     ap.add_argument("--transfer-sizes", default="10,25,50")
     ap.add_argument("--speed-configs", type=int, default=2000, help="distinct configurations timed for speed")
@@ -394,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tsizes = [int(s) for s in args.transfer_sizes.split(",") if s]
     fast = args.synthetic
     if args.synthetic:
-        _, samples, data, dense, dense_label = synthetic_data(args.seed, n_train=400, n_nets=24)
+        plats, samples, data, dense, dense_label = synthetic_data(args.seed, n_train=400, n_nets=24)
         sizes = [s for s in sizes if s <= 300] or [50]
         tsizes = tsizes[:2]
         args.speed_configs = min(args.speed_configs, 500)
@@ -402,6 +500,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.store:
             ap.error("--store is required without --synthetic")
         samples, data, dense, dense_label = real_data(args)
+    dev = None
+    if args.devset and not args.synthetic:
+        keys = [k for k in args.platforms.split(",") if k]
+        dev = load_networks(args.devset / "testset.json", args.devset / "results.json", keys)
+        dev.n_networks = len(dev.specs)
+    elif args.synthetic:
+        dev = synthetic_devset(args.seed, plats, n_nets=24)
+    repeat = repeatability(args.devset, "results.json", args.repeat, list(dev.truth)) if (
+        args.devset and args.repeat and dev is not None) else {}
     results = []
     rng = np.random.default_rng(args.seed)
     for key, ms in samples.items():
@@ -411,7 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         train, test = split_by_config(ms, 0.2, rng)
         results.append(evaluate_platform(key, train, test, data, [s for s in sizes if s < len(train)] + [len(train)],
                                          fast, args.seed, dense=dense.get(key, ()), dense_label=dense_label,
-                                         speed_configs=args.speed_configs))
+                                         speed_configs=args.speed_configs, dev=dev, calibration=args.calibration))
+        results[-1]["repeatability"] = repeat.get(key)
     if args.shipped:
         add_shipped(results, args.shipped, data)
     transfer = []
@@ -422,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             truth = data.truth.get(target)
             nets = {} if truth is None or not data.n_networks else {
                 "networks": data.specs[:data.n_networks], "network_truth": truth[:data.n_networks]}
+            if nets and dev is not None and target in dev.truth:
+                nets.update(calibration=(dev.specs, dev.truth[target]), calibration_mode=args.calibration)
             transfer += holdout_experiment(usable, target, sizes=tsizes, repeats=2 if fast else 5, seed=args.seed,
                                            estimator=est, **nets)
     if args.json:

@@ -338,6 +338,9 @@ def agent(host, port, token, max_upload_mb, job_timeout):
 
 
 # ----- predictors ----------------------------------------------------------------------------
+#: `compactnet fit --calibration-mode` values (compactnet.predictors.network.CALIBRATION_MODES, kept here so
+#: the CLI's help does not import the predictors; a test checks they agree).
+CALIBRATION_MODE_CHOICES = ("auto", "scale", "affine", "layers", "kinds")
 #: Estimators `compactnet fit` can save in the portable, pickle-free format (the random-forest
 #: baseline has none: use it from the Python API, compactnet.predictors).
 PORTABLE_ESTIMATORS = ("gbdt", "lookup", "flops", "constant")
@@ -401,33 +404,67 @@ def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, roun
 @click.option("--calibrate-with", "calibrate_with", default="", show_default=False,
               help="Comma-separated other models in the calibration set (e.g. resnet20,vgg16): networks with "
                    "different layer counts let the calibration fit a per-layer term.")
+@click.option("--calibrate-from", "calibrate_from", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Calibrate on networks measured earlier instead: a folder benchmarks/measure_testset.py wrote "
+                   "(testset.json and results.json) with --platform's measurements, e.g. a development set.")
+@click.option("--calibration-mode", "calibration_mode", type=click.Choice(CALIBRATION_MODE_CHOICES), default="auto",
+              show_default=True,
+              help="scale | affine | layers (one factor, offset, per-layer term) | kinds (one factor per layer "
+                   "kind, from about 4 networks per kind); auto picks by the number of networks.")
+@click.option("--anchors/--no-anchors", "anchored", default=True, show_default=True,
+              help="Put the samples on one speed scale by the anchor layers timed in their batch (samples "
+                   "profiled without anchors are used as measured).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration trims.")
 @click.option("--rounds", type=int, default=7, show_default=True, help="Protocol rounds of the calibration.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the portable predictor (default: $COMPACTNET_HOME/predictors/PLATFORM, "
                    "else ~/.cache/compactnet/predictors/PLATFORM).")
 @JSON_OPT
-def fit(platform_key, store, estimator, context, n_calibrate, model_name, calibrate_with, seed, rounds, out_dir,
-        as_json):
+def fit(platform_key, store, estimator, context, n_calibrate, model_name, calibrate_with, calibrate_from,
+        calibration_mode, anchored, seed, rounds, out_dir, as_json):
     """Fit a platform's latency predictor from its profiled samples (saved in a portable, pickle-free format)."""
     from compactnet.models import get_entry
     from compactnet.predictors.network import fit_platform
     from compactnet.predictors.persist import save_portable
 
     extra = tuple(m.strip() for m in calibrate_with.split(",") if m.strip())
+    if n_calibrate and calibrate_from:
+        raise click.UsageError("--calibrate N measures networks now and --calibrate-from reads measured ones: "
+                               "give one of them")
     if n_calibrate:
         for m in (model_name,) + extra:
             get_entry(m)  # an unknown model fails before the fit
-    pred = fit_platform(store or _default_store(), platform_key, context=context, estimator=estimator)
+    pred = fit_platform(store or _default_store(), platform_key, context=context, estimator=estimator,
+                        anchored=anchored)
     key = pred.platform_.key
     lines = [f"fitted {estimator} predictor for {pred.platform_.describe()} from "
              f"{sum(pred.n_samples_.values())} samples ("
              + ", ".join(f"{k} {v}" for k, v in sorted(pred.n_samples_.items())) + ")"]
     measured = None
+    if calibrate_from:
+        import numpy as np
+
+        from compactnet.predictors.testset import load_measured
+
+        nets, ms = load_measured(calibrate_from, key)
+        specs = [n.spec() for n in nets]
+        before = pred.predict_many(specs)
+        pred.calibrate(specs, list(ms), mode=calibration_mode)
+        after = pred.predict_many(specs)
+        cal = pred.calibration_ or {}
+        rel = np.abs(after / ms - 1)
+        measured = {"from": str(calibrate_from), "networks": [
+            {"name": n.id, "measured_ms": float(m), "predicted_before_ms": float(b), "predicted_after_ms": float(a)}
+            for n, m, b, a in zip(nets, ms, before, after)]}
+        lines.append(f"calibrated on {len(specs)} network(s) measured earlier ({calibrate_from}): {cal.get('mode')} "
+                     f"fit, scale {pred.scale_:.3f}, per layer {pred.per_call_ms_:+.4f} ms, offset "
+                     f"{pred.offset_:.4f} ms" + "".join(f", {k} x{a:.3f}" for k, a in sorted(pred.kind_scale_.items())))
+        lines.append(f"  on those networks: median |error| {100 * np.median(np.abs(before / ms - 1)):.1f}% before, "
+                     f"{100 * np.median(rel):.1f}% after ({100 * np.mean(rel <= 0.1):.0f}% within ±10%)")
     if n_calibrate:
         specs, comp = _calibration_set(model_name, n_calibrate, platform_key, seed, rounds, "refuse", extra)
         before = [pred.predict(sp).median_ms for sp in specs]
-        pred.calibrate(specs, list(comp.latencies))
+        pred.calibrate(specs, list(comp.latencies), mode=calibration_mode)
         after = [pred.predict(sp).median_ms for sp in specs]
         measured = {"comparison": comp.to_dict(),
                     "networks": [{"name": nm, "macs": sp.macs, "measured_ms": lat.median_ms, "predicted_before_ms": b,
@@ -437,7 +474,8 @@ def fit(platform_key, store, estimator, context, n_calibrate, model_name, calibr
         lines.append(f"calibrated on {len(specs)} whole network(s) measured on {comp.platform.key} "
                      f"(load {comp.load:.2f}{'' if comp.protocol_ok else ', NOT a protocol measurement'}): "
                      f"{cal.get('mode', '?')} fit, scale {pred.scale_:.3f}, per layer {pred.per_call_ms_:+.4f} ms, "
-                     f"offset {pred.offset_:.4f} ms")
+                     f"offset {pred.offset_:.4f} ms"
+                     + "".join(f", {k} x{a:.3f}" for k, a in sorted(pred.kind_scale_.items())))
         lines.append(f"  {'network':22} {'MMACs':>7} {'measured ms':>12} {'predicted before':>17} {'after':>8}")
         for row in measured["networks"]:
             lines.append(f"  {row['name']:22} {row['macs'] / 1e6:>7.2f} {row['measured_ms']:>12.4f} "

@@ -421,6 +421,9 @@ class Measurement:
         overhead_ms: Per-call overhead of the runtime measured alongside (median of the empty
             model's figure, milliseconds) and subtracted from ``latency``; NaN when unknown
             (records written before the field existed).
+        anchor_ms: Summed latency of the profiler's fixed anchor layers timed in the same batch
+            (:mod:`compactnet.profilers.anchors`): how fast the machine ran at that moment, so that
+            samples taken minutes apart can be put on one scale; NaN when not timed.
     """
 
     layer: LayerSpec
@@ -430,23 +433,28 @@ class Measurement:
     load: float = 0.0
     context: str = "rotation"
     overhead_ms: float = math.nan
+    anchor_ms: float = math.nan
 
     def __post_init__(self) -> None:
-        oh = math.nan if self.overhead_ms is None else float(self.overhead_ms)
-        # keep the one NaN object so that records compare equal after a JSON round trip
-        object.__setattr__(self, "overhead_ms", math.nan if math.isnan(oh) else oh)
+        for name in ("overhead_ms", "anchor_ms"):
+            v = getattr(self, name)
+            v = math.nan if v is None else float(v)
+            # keep the one NaN object so that records compare equal after a JSON round trip
+            object.__setattr__(self, name, math.nan if math.isnan(v) else v)
 
     def to_dict(self) -> dict:
         """JSON-ready form (an unknown overhead written as null)."""
         return {"layer": self.layer.to_dict(), "platform": self.platform.to_dict(),
                 "latency": self.latency.to_dict(), "when": self.when, "load": self.load,
                 "context": self.context,
-                "overhead_ms": None if math.isnan(self.overhead_ms) else self.overhead_ms}
+                "overhead_ms": None if math.isnan(self.overhead_ms) else self.overhead_ms,
+                "anchor_ms": None if math.isnan(self.anchor_ms) else self.anchor_ms}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Measurement":
-        """Inverse of :meth:`to_dict`; records without ``overhead_ms`` read it as NaN."""
-        oh = d.get("overhead_ms")
+        """Inverse of :meth:`to_dict`; records without ``overhead_ms`` or ``anchor_ms`` read them as NaN."""
+        oh, an = d.get("overhead_ms"), d.get("anchor_ms")
         return cls(LayerSpec.from_dict(d["layer"]), Platform.from_dict(d["platform"]),
                    Latency.from_dict(d["latency"]), d["when"], float(d.get("load", 0.0)),
-                   d.get("context", "rotation"), math.nan if oh is None else float(oh))
+                   d.get("context", "rotation"), math.nan if oh is None else float(oh),
+                   math.nan if an is None else float(an))

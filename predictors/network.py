@@ -8,7 +8,8 @@
     pred.predict_many(specs)                # np.ndarray of totals, batched
     pred.predict_configs(spec, configs)     # same, from channel configurations (fastest)
 
-A network's latency is ``scale * sum(layer latencies) + per_call * layers + offset``. Without calibration
+A network's latency is ``scale * sum(kind_scale[kind] * layer latency) + per_call * layers + offset``
+(``kind_scale`` is 1 for every kind unless calibrated per kind). Without calibration
 ``scale = 1`` and ``offset = overhead_ms_``: the one per-call overhead the profilers subtract from
 every layer and a whole network pays once, learned from the samples (each
 :class:`~compactnet.spec.Measurement` records the overhead measured with it) unless given.
@@ -17,7 +18,10 @@ real: layer sums do not simply add up on a CPU (DESIGN's facts: cache state move
 ±40%). Given networks with different numbers of layers (say MobileNetV2 trims beside ResNet-20 and
 VGG), it also fits ``per_call``: the part of the per-call overhead a one-layer model pays that a
 layer inside a network does not (about 10-50 µs per layer on OpenVINO here), which a single offset
-cannot absorb across architectures.
+cannot absorb across architectures. Given enough networks (``mode="kinds"``), it fits one factor
+per layer kind instead of one scale: the context a network gives its layers does not move every
+kind alike (a depthwise conv timed alone keeps its input in cache; inside a network it often does
+not), so one global factor leaves errors that follow each network's mix of kinds.
 
 Granularity: a predictor fitted on the paper's MobileNetV2 units (``block`` samples, no
 ``dwconv``) converts an op-level MobileNetV2 spec to those units itself (:func:`network_layers`)
@@ -78,6 +82,8 @@ class LatencyPredictor(BaseEstimator):
         overhead_ms_: The per-network overhead in use (``overhead_ms``, or learned from the samples).
         schema_hashes_: Feature-schema hash per kind.
         scale_: Calibration scale (1 uncalibrated).
+        kind_scale_: Calibrated factor per layer kind (empty unless calibrated with ``mode="kinds"``;
+            a kind missing from it has factor 1).
         offset_: Calibration offset in ms (``overhead_ms_`` uncalibrated).
         per_call_ms_: Calibrated latency per layer of the network in ms (0 unless calibrated on
             networks with different layer counts; usually negative: each layer was profiled with
@@ -176,6 +182,7 @@ class LatencyPredictor(BaseEstimator):
                                                     feature_names=("cin", "cout", "flops", "bytes"))
         self.schema_hashes_ = {k: SCHEMAS[k].hash for k in self.estimators_}
         self.scale_ = 1.0
+        self.kind_scale_: dict[str, float] = {}
         self.offset_ = self.overhead_ms_
         self.per_call_ms_ = 0.0
         self.calibration_: dict | None = None
@@ -230,6 +237,22 @@ class LatencyPredictor(BaseEstimator):
         return np.log(np.maximum(hi, 1e-12)) - np.log(np.maximum(lo, 1e-12))
 
     # ----- networks --------------------------------------------------------------------------------
+    def _kind_weights(self, raw: np.ndarray) -> np.ndarray | None:
+        """Per-row calibration factor of raw layer rows (None when every kind's factor is 1)."""
+        ks = getattr(self, "kind_scale_", None)
+        if not ks:
+            return None
+        lut = np.ones(len(OP_CODE))
+        for kind, a in ks.items():
+            if kind in OP_CODE:  # a kind this version does not know never occurs in its rows
+                lut[OP_CODE[kind]] = a
+        return lut[raw[:, 0].astype(np.int64)]
+
+    def _weighted(self, raw: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``arrays`` (per-row latencies of ``raw``) times each row's kind factor."""
+        w = self._kind_weights(raw)
+        return arrays if w is None else tuple(a * w for a in arrays)
+
     def _total(self, layer_sum: np.ndarray | float, n_layers: np.ndarray | float = 0) -> np.ndarray | float:
         return self.scale_ * layer_sum + getattr(self, "per_call_ms_", 0.0) * n_layers + self.offset_
 
@@ -257,7 +280,8 @@ class LatencyPredictor(BaseEstimator):
             ``Latency(source="predicted")`` with ``low_ms``/``high_ms``.
         """
         spec = self._spec(network)
-        ms, lo, hi = self._layer_ms(raw_matrix(spec.layers), interval=True)
+        raw = raw_matrix(spec.layers)
+        ms, lo, hi = self._weighted(raw, *self._layer_ms(raw, interval=True))
         n = len(ms)
         return Latency(float(self._total(ms.sum(), n)), float(self._total(lo.sum(), n)),
                        float(self._total(hi.sum(), n)), source="predicted")
@@ -282,7 +306,7 @@ class LatencyPredictor(BaseEstimator):
             return np.zeros(0)
         counts = np.fromiter((len(n.layers) for n in networks), dtype=np.int64, count=len(networks))
         raw = raw_matrix(l for n in networks for l in n.layers)
-        ms = self._layer_ms(raw)
+        (ms,) = self._weighted(raw, self._layer_ms(raw))
         owner = np.repeat(np.arange(len(networks)), counts)
         return self._total(np.bincount(owner, weights=ms, minlength=len(networks)), counts)
 
@@ -339,13 +363,13 @@ class LatencyPredictor(BaseEstimator):
         for g in base.fixed:
             if g in gidx and np.any(W[:, gidx[g]] != default[gidx[g]]):
                 raise bad_value(f"channels[{g}]", f"{int(default[gidx[g]])} (the group is fixed)", "another width")
-        raw = channels_raw(base, W, names)
-        ms = self._layer_ms(raw.reshape(-1, len(RAW_COLUMNS)))
+        raw = channels_raw(base, W, names).reshape(-1, len(RAW_COLUMNS))
+        (ms,) = self._weighted(raw, self._layer_ms(raw))
         return self._total(ms.reshape(len(W), len(base.layers)).sum(axis=1), len(base.layers))
 
     # ----- calibration -----------------------------------------------------------------------------
     def calibrate(self, networks: Sequence[NetworkSpec], measured_ms: Sequence[float | Latency],
-                  mode: str = "auto") -> "LatencyPredictor":
+                  mode: str = "auto", ridge: float = 0.1) -> "LatencyPredictor":
         """Fit ``total = scale * layer_sum [+ per_call * layers] + offset`` on networks measured for real.
 
         Args:
@@ -355,35 +379,89 @@ class LatencyPredictor(BaseEstimator):
             mode: ``scale`` (offset and per-layer term kept as they are: ``overhead_ms_`` and 0 on an
                 uncalibrated predictor), ``affine`` (scale and offset; needs two
                 networks of different size), ``layers`` (scale, per-layer term and offset; needs
-                networks with at least two different layer counts) or ``auto`` (``layers`` from 4
-                networks with two or more layer counts, ``affine`` from 3, else ``scale``).
-                Every fit minimises relative error; a fit with a non-positive scale falls back to
-                the next simpler mode.
+                networks with at least two different layer counts), ``kinds`` (one factor per
+                layer kind, the per-layer term and the offset; needs at least
+                :data:`KINDS_NETWORKS_PER_TERM` networks per fitted term) or ``auto`` (``kinds``
+                when there are that many networks with two or more layer counts, else ``layers``
+                from 4 such networks, ``affine`` from 3, else ``scale``). Every fit minimises
+                relative error; a fit that fails its constraints falls back to the next simpler
+                mode. The per-kind factors of an earlier ``kinds`` fit are kept by the simpler
+                modes (they refit the global terms on top: what a search's re-calibration on its
+                own few measurements does); a ``kinds`` fit replaces them.
+            ridge: ``kinds`` only: pull of each kind's factor towards the one global factor (the
+                ``layers`` fit), in units of one network's relative error per unit of factor; 0
+                lets every factor go where the networks put it.
 
         Raises:
-            ConfigError: Lengths differ, no networks, or an unknown mode.
+            ConfigError: Lengths differ, no networks, an unknown mode or a negative ridge.
         """
         check_is_fitted(self, "estimators_")
         if mode not in CALIBRATION_MODES:
             raise bad_value("mode", "one of " + ", ".join(CALIBRATION_MODES), mode)
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+            raise bad_value("ridge", "a non-negative number", ridge)
         y = np.array([m.median_ms if isinstance(m, Latency) else float(m) for m in measured_ms], dtype=np.float64)
         nets = [self._spec(n) for n in networks]
         if len(nets) != len(y) or not nets:
             raise bad_value("measured_ms", f"one latency per network ({len(nets)} networks)", f"{len(y)} values")
-        s = np.array([self._layer_ms(raw_matrix(n.layers)).sum() for n in nets])
+        kinds, S = self._kind_sums(nets)
         n = np.array([len(x.layers) for x in nets], dtype=np.float64)
-        base = float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0))
         distinct_n = len(np.unique(n))
+        enough_for_kinds = len(nets) >= KINDS_NETWORKS_PER_TERM * (len(kinds) + 2) and distinct_n >= 2
         if mode == "auto":
-            mode = "layers" if len(nets) >= 4 and distinct_n >= 2 else "affine" if len(nets) >= 3 else "scale"
+            mode = ("kinds" if enough_for_kinds else "layers" if len(nets) >= 4 and distinct_n >= 2
+                    else "affine" if len(nets) >= 3 else "scale")
+        kind_scale = dict(getattr(self, "kind_scale_", {}) or {})
+        if mode == "kinds":
+            kind_scale = {}  # refitted below from the uncalibrated sums
+        wk = np.array([kind_scale.get(k, 1.0) for k in kinds])
+        s = S @ wk
+        scale, per_call, offset, used = self._fit_global(s, n, y, mode, distinct_n)
+        if mode == "kinds" and used == "layers" and enough_for_kinds:
+            fitted = _fit_kinds(S, n, y, scale, ridge)
+            if fitted is not None:
+                factors, per_call, offset = fitted
+                kind_scale = {k: float(a) for k, a in zip(kinds, factors)}
+                scale, used = 1.0, "kinds"
+                s = S @ factors
+        elif mode == "kinds":
+            log.warning("%s: %d network(s) with %d layer count(s) are too few for one factor per kind (%d kinds "
+                        "need %d networks with two or more layer counts); fitted %s instead", self.platform_.key,
+                        len(nets), distinct_n, len(kinds), KINDS_NETWORKS_PER_TERM * (len(kinds) + 2), used)
+        self.scale_, self.per_call_ms_, self.offset_ = scale, per_call, offset
+        self.kind_scale_ = kind_scale
+        pred = scale * s + per_call * n + offset
+        self.calibration_ = {"mode": used, "networks": len(nets), "scale": scale, "per_call_ms": per_call,
+                             "offset_ms": offset, "kind_scale": dict(kind_scale),
+                             "rel_error_after": [float(v) for v in (pred - y) / y]}
+        log.info("%s calibrated on %d network(s) (%s): scale %.3f, per layer %.4f ms, offset %.4f ms%s",
+                 self.platform_.key, len(nets), used, scale, per_call, offset,
+                 "".join(f", {k} x{a:.3f}" for k, a in sorted(kind_scale.items())))
+        return self
+
+    def _kind_sums(self, nets: Sequence[NetworkSpec]) -> tuple[list[str], np.ndarray]:
+        """The kinds present and each network's uncalibrated layer sum per kind, ``(networks, kinds)``."""
+        raws = [raw_matrix(x.layers) for x in nets]
+        codes = sorted({int(c) for r in raws for c in np.unique(r[:, 0])})
+        S = np.zeros((len(nets), len(codes)))
+        for i, r in enumerate(raws):
+            ms = self._layer_ms(r)
+            for j, c in enumerate(codes):
+                S[i, j] = ms[r[:, 0] == c].sum()
+        return [_OP_NAME[c] for c in codes], S
+
+    def _fit_global(self, s: np.ndarray, n: np.ndarray, y: np.ndarray, mode: str, distinct_n: int
+                    ) -> tuple[float, float, float, str]:
+        """``(scale, per_call, offset, mode used)`` of the one-factor fits (``kinds`` starts from ``layers``)."""
+        base = float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0))
         scale, per_call, offset, used = 1.0, 0.0, base, "scale"
         w = 1.0 / y  # relative error
-        if mode == "layers" and distinct_n >= 2 and len(nets) >= 3:
+        if mode in ("layers", "kinds") and distinct_n >= 2 and len(y) >= 3:
             A = np.column_stack([s, n, np.ones_like(s)])
             (a, c, b), *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
             if a > 0:
                 scale, per_call, offset, used = float(a), float(c), float(b), "layers"
-        if used == "scale" and mode in ("layers", "affine") and np.ptp(s) > 0 and len(nets) >= 2:
+        if used == "scale" and mode in ("layers", "affine", "kinds") and np.ptp(s) > 0 and len(y) >= 2:
             A = np.column_stack([s, np.ones_like(s)])
             (a, b), *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
             if a > 0:
@@ -392,13 +470,7 @@ class LatencyPredictor(BaseEstimator):
             per_call = float(getattr(self, "per_call_ms_", 0.0))
             offset = float(getattr(self, "offset_", base))
             scale = float(np.exp(np.mean(np.log(np.maximum(y - per_call * n - offset, 1e-9) / s))))
-        self.scale_, self.per_call_ms_, self.offset_ = scale, per_call, offset
-        pred = scale * s + per_call * n + offset
-        self.calibration_ = {"mode": used, "networks": len(nets), "scale": scale, "per_call_ms": per_call,
-                             "offset_ms": offset, "rel_error_after": [float(v) for v in (pred - y) / y]}
-        log.info("%s calibrated on %d network(s) (%s): scale %.3f, per layer %.4f ms, offset %.4f ms",
-                 self.platform_.key, len(nets), used, scale, per_call, offset)
-        return self
+        return scale, per_call, offset, used
 
     def describe(self) -> dict:
         """JSON-ready summary (platform, kinds and sample counts, calibration)."""
@@ -407,12 +479,45 @@ class LatencyPredictor(BaseEstimator):
                 "estimators": {k: type(e).__name__ for k, e in self.estimators_.items()},
                 "schema_hashes": dict(self.schema_hashes_), "scale": self.scale_, "offset_ms": self.offset_,
                 "per_call_ms": float(getattr(self, "per_call_ms_", 0.0)),
+                "kind_scale": dict(getattr(self, "kind_scale_", {}) or {}),
                 "overhead_ms": float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0)),
                 "granularity": self.granularity, "calibration": self.calibration_}
 
 
 #: Calibration modes of :meth:`LatencyPredictor.calibrate`.
-CALIBRATION_MODES = ("auto", "scale", "affine", "layers")
+CALIBRATION_MODES = ("auto", "scale", "affine", "layers", "kinds")
+#: Networks needed per fitted term (a factor per kind, the per-layer term, the offset) before
+#: ``calibrate(mode="auto")`` fits one factor per kind.
+KINDS_NETWORKS_PER_TERM = 4
+#: Bounds of a per-kind factor, relative to the global one: the context moves a kind's cost by up
+#: to about 2x either way here (DESIGN's facts: +-40% on whole sums), never by orders of magnitude.
+KIND_FACTOR_BOUNDS = (0.25, 4.0)
+
+
+def _fit_kinds(S: np.ndarray, n: np.ndarray, y: np.ndarray, scale: float, ridge: float
+               ) -> tuple[np.ndarray, float, float] | None:
+    """Relative-error least squares of ``y = S @ a + c * n + b`` with ``a`` near ``scale`` (ridge) and bounded.
+
+    Returns:
+        ``(factors, per_call, offset)``, or None when the solver fails.
+    """
+    from scipy.optimize import lsq_linear
+
+    w = 1.0 / y
+    k = S.shape[1]
+    A = np.column_stack([S * w[:, None], n * w, w])
+    b = np.ones_like(y)
+    if ridge > 0:  # rows sqrt(ridge) * (a_j - scale) = 0
+        R = np.zeros((k, k + 2))
+        R[:, :k] = np.sqrt(ridge) * np.eye(k)
+        A = np.vstack([A, R])
+        b = np.concatenate([b, np.full(k, np.sqrt(ridge) * scale)])
+    lo = np.concatenate([np.full(k, KIND_FACTOR_BOUNDS[0] * scale), [-np.inf, -np.inf]])
+    hi = np.concatenate([np.full(k, KIND_FACTOR_BOUNDS[1] * scale), [np.inf, np.inf]])
+    res = lsq_linear(A, b, bounds=(lo, hi))
+    if not res.success or not np.all(np.isfinite(res.x)):
+        return None
+    return res.x[:k], float(res.x[k]), float(res.x[k + 1])
 
 _HASH_MULT = np.random.default_rng(20240601).integers(1, 2**62, len(RAW_COLUMNS), dtype=np.int64) | 1
 
@@ -512,7 +617,7 @@ def as_spec(network: NetworkSpec | str | Path) -> NetworkSpec:
 # ----- functions the CLI wires -----------------------------------------------------------------------
 def fit_platform(store_path: str | Path, platform_key: str, *, context: str | None = "rotation",
                  hardware: str | None = None, estimator: Any = None, calibrate_with: Sequence[tuple] = (),
-                 **params: Any) -> LatencyPredictor:
+                 anchored: bool = True, **params: Any) -> LatencyPredictor:
     """Fit a platform's predictor from a sample store (``compactnet fit``).
 
     Args:
@@ -525,6 +630,7 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
         estimator: Estimator prototype or short name (``gbdt``, ``lookup``, ``forest``, ``flops``,
             ``constant``); default GBDT.
         calibrate_with: Optional ``(NetworkSpec, measured_ms)`` pairs for :meth:`LatencyPredictor.calibrate`.
+        anchored: Normalise the samples by their batch's anchor layers (:func:`load_samples`).
         **params: :class:`LatencyPredictor` settings (``overhead_ms``, ``min_samples_per_kind``,
             ``unknown_kind``).
 
@@ -540,7 +646,7 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
         raise DataError(f"sample store {store_path} does not exist; profile first "
                         f"(compactnet profile --platform {key} --store {store_path})")
     with SampleStore(store_path) as store:
-        ms = load_samples(store, key, context=context, hardware=hardware)
+        ms = load_samples(store, key, context=context, hardware=hardware, anchored=anchored)
     if isinstance(estimator, str):
         estimator = make_estimator(estimator)
     pred = LatencyPredictor(estimator=estimator, **params).fit(ms)
@@ -551,7 +657,7 @@ def fit_platform(store_path: str | Path, platform_key: str, *, context: str | No
 
 
 def load_samples(store: Any, platform_key: str, context: str | None = "rotation",
-                 hardware: str | None = None) -> list[Measurement]:
+                 hardware: str | None = None, anchored: bool = True) -> list[Measurement]:
     """A platform's samples from a sample store, never mixing measuring contexts.
 
     Args:
@@ -560,6 +666,9 @@ def load_samples(store: Any, platform_key: str, context: str | None = "rotation"
         context: Measuring context (default ``rotation``); None: the one context the store holds
             for the platform (refused when it holds several).
         hardware: Only samples of this hardware (default: all).
+        anchored: Put the samples on one speed scale by the anchor layers timed in their batch
+            (:func:`compactnet.profilers.anchors.anchor_normalized`; samples without anchors are
+            kept as measured).
 
     Raises:
         DataError: No samples (in that context), or ``context=None`` with several contexts stored.
@@ -578,6 +687,10 @@ def load_samples(store: Any, platform_key: str, context: str | None = "rotation"
                             f"{context!r} (it has contexts: {', '.join(contexts)}); pass --context")
         have = ", ".join(sorted({r["key"] for r in rows})) or "none"
         raise DataError(f"sample store {store.path} has no samples for {platform_key} (it has: {have})")
+    if anchored:
+        from compactnet.profilers.anchors import anchor_normalized
+
+        ms = anchor_normalized(ms)
     return ms
 
 

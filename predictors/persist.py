@@ -296,6 +296,7 @@ def save_portable(predictor: Any, folder: str | Path) -> Path:
                       "schema_hashes": predictor.schema_hashes_, "scale": predictor.scale_,
                       "offset_ms": predictor.offset_,
                       "per_call_ms": float(getattr(predictor, "per_call_ms_", 0.0)),
+                      "kind_scale": dict(getattr(predictor, "kind_scale_", {}) or {}),
                       "overhead_ms": float(getattr(predictor, "overhead_ms_", predictor.overhead_ms or 0.0)),
                       "calibration": _jsonable(predictor.calibration_)},
         "kinds": kinds, "fallback": _dump_estimator(predictor.fallback_, folder, "fallback"),
@@ -360,6 +361,7 @@ def _predictor_from_manifest(manifest: dict, folder: Path) -> Any:
     pred.scale_ = float(p["scale"])
     pred.offset_ = float(p["offset_ms"])
     pred.per_call_ms_ = float(p.get("per_call_ms", 0.0))  # files written before the per-layer term: 0
+    pred.kind_scale_ = {str(k): float(v) for k, v in (p.get("kind_scale") or {}).items()}  # before: none
     # files written before the overhead was learned: the parameter was the overhead in use
     pred.overhead_ms_ = float(p.get("overhead_ms", p["params"].get("overhead_ms") or 0.0))
     pred.calibration_ = p.get("calibration")

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compactnet.errors import DataError, bad_value
+from compactnet.errors import ConfigError, DataError, bad_value
 
 log = logging.getLogger(__name__)
 TESTSET_SEED = 91_017  # fixed before any tuning; never reused for sampling
@@ -418,6 +418,37 @@ def load_results(results_path: str | Path, platform_key: str, normalized: bool =
     return out
 
 
-__all__ = ["TESTSET_SEED", "TestNetwork", "CandidateSet", "TestSet", "generate_testset", "candidate_sets",
+def load_measured(folder: str | Path, platform_key: str, results: str = "results.json",
+                  normalized: bool = False) -> tuple[list[TestNetwork], np.ndarray]:
+    """The networks of a measured set and their latency on one platform (e.g. to calibrate on).
+
+    Args:
+        folder: A folder :func:`measure_testset` wrote (``testset.json`` and the results file).
+        platform_key: Platform key.
+        results: Results file name inside ``folder``.
+        normalized: As :func:`load_results`.
+
+    Returns:
+        ``(networks, measured_ms)``: every network of the set (ranking candidates included) measured
+        on the platform, in the set's order.
+
+    Raises:
+        DataError: A missing or malformed file, or no network measured on the platform.
+    """
+    folder = Path(folder)
+    ts = TestSet.load(folder / "testset.json")
+    try:
+        res = load_results(folder / results, platform_key, normalized=normalized)
+    except ConfigError as exc:
+        raise DataError(f"{folder / results} has no measurements on {platform_key}: {exc}") from exc
+    nets = [n for n in ts.all_networks() if n.id in res]
+    nets = list({n.id: n for n in nets}.values())  # a ranking set's base may also be a test network
+    if not nets:
+        raise DataError(f"no network of {folder / 'testset.json'} is measured on {platform_key} in "
+                        f"{folder / results}; measure it with benchmarks/measure_testset.py")
+    return nets, np.array([res[n.id] for n in nets])
+
+
+__all__ = ["TESTSET_SEED", "load_measured", "TestNetwork", "CandidateSet", "TestSet", "generate_testset", "candidate_sets",
            "draw_mobilenetv2", "draw_resnet20", "draw_vgg", "testset_layer_keys", "measure_testset", "load_results",
            "reference_network", "REFERENCE_ID"]

@@ -186,7 +186,9 @@ def transfer_predictor(priors: Sequence[Any], measurements: Sequence[Measurement
 def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target: str,
                        sizes: Sequence[int] = (10, 25, 50), test_fraction: float = 0.3, repeats: int = 3,
                        seed: int = 0, mode: str = "affine+residual", estimator: Any = None,
-                       networks: Sequence[Any] = (), network_truth: Sequence[float] | None = None) -> list[dict]:
+                       networks: Sequence[Any] = (), network_truth: Sequence[float] | None = None,
+                       calibration: tuple[Sequence[Any], Sequence[float]] | None = None,
+                       calibration_mode: str = "auto") -> list[dict]:
     """Error on a held-out platform vs its number of samples per kind, with and without transfer.
 
     The target's measurements are split once, by distinct configuration, into a test part
@@ -207,11 +209,16 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
         estimator: Estimator prototype of the no-transfer predictor and the priors.
         networks: Whole test networks (:class:`~compactnet.spec.NetworkSpec`) measured on the target.
         network_truth: Their measured latency on the target (ms), one per network.
+        calibration: ``(networks, measured_ms)``: other whole networks measured on the target (a
+            development set, not the test networks); each fitted predictor is calibrated on them
+            before the whole-network figures (the layer figures stay uncalibrated).
+        calibration_mode: Mode of that calibration (:meth:`LatencyPredictor.calibrate`).
 
     Returns:
         Rows ``{"target", "samples_per_kind", "method" ("no-transfer" | "transfer"), "rmspe",
         "within10", "within5", "repeats"}`` (per layer), plus ``"net_rmspe", "net_within10",
-        "net_within5", "n_networks"`` when networks are given.
+        "net_within5", "n_networks"`` when networks are given, and ``"calibration_networks"``
+        when calibrated.
     """
     from compactnet.predictors.network import LatencyPredictor
     from compactnet.profilers.store import layer_key
@@ -254,6 +261,8 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
             for name, pr in (("no-transfer", plain), ("transfer", trans)):
                 p = pr.predict_layer_ms(test_layers)
                 vals = (rmspe(y_test, p), within(y_test, p, 0.10), within(y_test, p, 0.05))
+                if calibration is not None:
+                    pr.calibrate(list(calibration[0]), list(calibration[1]), mode=calibration_mode)
                 if y_net is not None:
                     q = pr.predict_many(networks)
                     vals += (rmspe(y_net, q), within(y_net, q, 0.10), within(y_net, q, 0.05))
@@ -266,6 +275,8 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
             if y_net is not None:
                 row.update(net_rmspe=float(v[:, 3].mean()), net_within10=float(v[:, 4].mean()),
                            net_within5=float(v[:, 5].mean()), n_networks=len(networks))
+            if calibration is not None:
+                row["calibration_networks"] = len(calibration[0])
             rows.append(row)
     return rows
 

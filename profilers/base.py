@@ -82,6 +82,8 @@ class Protocol:
         busy: ``refuse`` (raise :class:`~compactnet.errors.MeasurementError`), ``flag`` (keep, log,
             record the load) or ``ignore``.
         subtract_overhead: Subtract the per-call overhead of an empty model timed in the same loop.
+        anchors: Time the fixed anchor layers (:mod:`compactnet.profilers.anchors`) in every batch
+            and record their summed latency with each sample (``Measurement.anchor_ms``).
     """
 
     rounds: int = 7
@@ -95,14 +97,16 @@ class Protocol:
     max_load: float = 0.5
     busy: str = "refuse"
     subtract_overhead: bool = True
+    anchors: bool = True
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:  # a protocol also arrives as JSON from a client: check the types
             object.__setattr__(self, name, _as_int(name, getattr(self, name)))
         for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, _as_float(name, getattr(self, name)))
-        if not isinstance(self.subtract_overhead, (bool, np.bool_)):
-            raise bad_value("subtract_overhead", "true or false", self.subtract_overhead)
+        for name in ("subtract_overhead", "anchors"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise bad_value(name, "true or false", getattr(self, name))
         if self.context not in CONTEXTS:
             raise bad_value("context", "one of " + ", ".join(CONTEXTS), self.context)
         if self.busy not in BUSY_POLICIES:
@@ -300,20 +304,21 @@ class Profiler(abc.ABC):
         layers = list(layers)
         if not layers:
             return []
-        lats, load, overhead = self._time_retrying(layers, proto)
+        lats, load, overhead, anchor = self._time_anchored(layers, proto)
         loads = [load] * len(layers)
         overheads = [overhead] * len(layers)
+        anchor_ms = [anchor] * len(layers)
         for attempt in range(proto.retries):
             bad = [i for i, l in enumerate(lats) if round_spread(l) > proto.max_spread]
             if not bad:
                 break
             log.info("re-measuring %d layer(s) whose rounds disagree (spread > %.0f%%)", len(bad),
                      100 * proto.max_spread)
-            again, load2, overhead2 = self._time_retrying([layers[i] for i in bad],
-                                                          proto.replace(seed=proto.seed + attempt + 1))
+            again, load2, overhead2, anchor2 = self._time_anchored([layers[i] for i in bad],
+                                                                   proto.replace(seed=proto.seed + attempt + 1))
             for i, lat in zip(bad, again):
                 if round_spread(lat) < round_spread(lats[i]):
-                    lats[i], loads[i], overheads[i] = lat, load2, overhead2
+                    lats[i], loads[i], overheads[i], anchor_ms[i] = lat, load2, overhead2, anchor2
         for layer, lat in zip(layers, lats):
             if round_spread(lat) > proto.max_spread:
                 log.warning("%s on %s: round medians still spread %.0f%% after %d re-measure(s)", layer.name,
@@ -321,8 +326,25 @@ class Profiler(abc.ABC):
         when = now_iso()
         if not proto.subtract_overhead:  # the figures include the call overhead: nothing to add back
             overheads = [math.nan] * len(layers)
-        return [Measurement(layer, self.platform, lat, when, float(ld), proto.context, oh)
-                for layer, lat, ld, oh in zip(layers, lats, loads, overheads)]
+        return [Measurement(layer, self.platform, lat, when, float(ld), proto.context, oh, an)
+                for layer, lat, ld, oh, an in zip(layers, lats, loads, overheads, anchor_ms)]
+
+    def _time_anchored(self, layers: list[LayerSpec], proto: Protocol) -> tuple:
+        """:meth:`_time_retrying` with the anchor layers added to the batch (``proto.anchors``).
+
+        Returns:
+            ``(latencies of layers, load, overhead, anchor_ms)`` (``anchor_ms`` NaN without anchors).
+        """
+        if not proto.anchors:
+            return (*self._time_retrying(layers, proto), math.nan)
+        from compactnet.profilers.anchors import anchor_layers
+
+        anchors = anchor_layers()
+        keys = {l.key() for l in layers}
+        extra = [a for a in anchors if a.key() not in keys]  # an anchor already in the batch is timed once
+        lats, load, overhead = self._time_retrying(layers + extra, proto)
+        by_key = {l.key(): lat for l, lat in zip(layers + extra, lats)}
+        return lats[:len(layers)], load, overhead, float(sum(by_key[a.key()].median_ms for a in anchors))
 
     def _time_retrying(self, layers: list[LayerSpec], proto: Protocol) -> tuple:
         """:meth:`time_layers`, timed again after a pause when the machine was busy (nothing busy is kept)."""

@@ -224,6 +224,32 @@ def test_fit_calibrates_on_measured_networks_and_saves_to_home(capsys, synthetic
     assert f"total on {SYN}" in out
 
 
+def test_fit_calibrates_on_a_measured_development_set(capsys, tmp_path, synthetic_store):
+    from compactnet.cli import CALIBRATION_MODE_CHOICES
+    from compactnet.predictors.network import CALIBRATION_MODES
+    from compactnet.predictors.testset import generate_testset, measure_testset
+
+    assert CALIBRATION_MODE_CHOICES == CALIBRATION_MODES
+    dev = tmp_path / "dev"
+    ts = generate_testset(seed=3, n_mobilenetv2=0, n_resnet20=4, n_vgg=0, n_candidate_sets=0)
+    ts.save(dev / "testset.json")
+    measure_testset(ts, SYN, dev / "results.json", model_of=lambda n: n.spec(), rounds=3, runs=2, warmup=0,
+                    busy="ignore", check_window=0)
+    rc, out, err = run(capsys, "fit", "--platform", SYN, "--store", synthetic_store, "--estimator", "flops",
+                       "--calibrate-from", dev, "--calibration-mode", "affine", "--out", tmp_path / "p", "--json")
+    assert rc == 0, err
+    info = json.loads(out)
+    assert info["predictor"]["calibration"]["mode"] == "affine"
+    nets = info["calibration_set"]["networks"]
+    assert [n["name"] for n in nets] == [n.id for n in ts.networks]
+    rc, out, err = run(capsys, "fit", "--platform", SYN, "--store", synthetic_store, "--estimator", "flops",
+                       "--calibrate-from", dev, "--out", tmp_path / "p")
+    assert rc == 0 and "calibrated on 4 network(s) measured earlier" in out and "within ±10%" in out
+    rc, _, err = run(capsys, "fit", "--platform", SYN, "--store", synthetic_store, "--calibrate-from", dev,
+                     "--calibrate", "3")
+    assert rc != 0 and "give one of them" in err
+
+
 def test_predictor_from_other_hardware_warns(capsys, tmp_path, synthetic_store):
     folder = tmp_path / "pred"
     rc, _, err = run(capsys, "fit", "--platform", SYN, "--store", synthetic_store, "--estimator", "flops",

@@ -109,3 +109,6 @@ def test_latency_and_measurement_round_trip():
     assert back == with_oh and back.overhead_ms == 0.012
     old = {k: v for k, v in with_oh.to_dict().items() if k != "overhead_ms"}  # a record from before the field
     assert math.isnan(Measurement.from_dict(old).overhead_ms)
+    anchored = Measurement(m.layer, m.platform, lat, m.when, overhead_ms=0.012, anchor_ms=0.05)
+    assert Measurement.from_dict(json.loads(json.dumps(anchored.to_dict()))) == anchored
+    assert math.isnan(Measurement.from_dict(old).anchor_ms) and with_oh.to_dict()["anchor_ms"] is None

@@ -78,6 +78,25 @@ def test_synthetic_run_end_to_end(bench, capsys):
     assert all(c["granularity"] == "units" and c["n"] == r["predictors"]["gbdt"]["n"] for c in dense)
     assert r["speed"]["configs"] == 50 and r["predictors"]["gbdt"]["n_sets"] == 3
     assert any("net_rmspe" in t for t in res["transfer"])
+    # every predictor is also scored calibrated on the (synthetic) development networks
+    assert r["dev_networks"] > 0 and {"gbdt+cal", "lookup+cal", "flops+cal"} <= set(r["predictors"])
+    assert r["predictors"]["gbdt+cal"]["n"] == r["predictors"]["gbdt"]["n"]
+    assert all("cal" in c for c in r["curve"] if c["label"] == "n=50")
+    assert all(t["calibration_networks"] == r["dev_networks"] for t in res["transfer"])
+
+
+def test_repeatability_compares_two_passes(bench, tmp_path):
+    from compactnet.predictors.testset import generate_testset
+
+    ts = generate_testset(seed=2, n_mobilenetv2=2, n_resnet20=1, n_vgg=1, n_candidate_sets=0)
+    ts.save(tmp_path / "testset.json")
+    ids = [n.id for n in ts.networks]
+    one = {"k": {i: {"median_ms": 1.0} for i in ids}}
+    two = {"k": {i: {"median_ms": v} for i, v in zip(ids, (1.0, 1.04, 0.92, 1.2))}}
+    (tmp_path / "a.json").write_text(json.dumps(one))
+    (tmp_path / "b.json").write_text(json.dumps(two))
+    q = bench.repeatability(tmp_path, "a.json", "b.json", ["k"])["k"]
+    assert q["n"] == 4 and q["within5"] == 0.5 and q["within10"] == 0.75 and q["worst"] == pytest.approx(0.2)
 
 
 def test_shipped_predictors_are_scored_on_the_test_networks(bench, predictor_a, tmp_path):

@@ -234,3 +234,76 @@ def test_calibration_layers_mode_fits_a_per_layer_term_across_depths(predictor_a
     assert back.predict_many(nets) == pytest.approx(pr.predict_many(nets))
     with pytest.raises(ConfigError, match="mode"):
         pr.calibrate(nets, y, mode="cubic")
+
+
+def _depth_variants(n, seed):
+    import dataclasses
+
+    full = [toy_network(c) for c in _variants(n, seed)]
+    return [dataclasses.replace(x, layers=x.layers[: len(x.layers) - (i % 3)]) for i, x in enumerate(full)]
+
+
+def test_calibration_kinds_mode_fits_one_factor_per_kind(predictor_a, tmp_path, caplog):
+    import copy
+
+    from compactnet.predictors.network import KINDS_NETWORKS_PER_TERM
+    from compactnet.predictors.persist import load_portable, save_portable
+
+    pr = copy.deepcopy(predictor_a)
+    probe = _depth_variants(2, 4)
+    kinds, _ = pr._kind_sums(probe)
+    nets = _depth_variants(KINDS_NETWORKS_PER_TERM * (len(kinds) + 2), 4)
+    kinds, S = pr._kind_sums(nets)
+    assert len(kinds) >= 2
+    true = np.linspace(0.6, 1.5, len(kinds))  # a different context factor per kind
+    counts = np.array([len(x.layers) for x in nets])
+    y = S @ true - 0.002 * counts + 0.02
+    pr.calibrate(nets, y, ridge=0.0)  # auto: enough networks -> kinds
+    assert pr.calibration_["mode"] == "kinds"
+    assert [pr.kind_scale_[k] for k in kinds] == pytest.approx(list(true), rel=1e-6)
+    assert (pr.per_call_ms_, pr.offset_) == pytest.approx((-0.002, 0.02), abs=1e-7)
+    assert pr.predict_many(nets) == pytest.approx(y, rel=1e-6)
+    base = toy_network()
+    cfgs = _variants(5, 9)
+    assert pr.predict_configs(base, cfgs) == pytest.approx(pr.predict_many([base.with_channels(c) for c in cfgs]))
+    lat = pr.predict(nets[0])
+    assert lat.median_ms == pytest.approx(y[0], rel=1e-6) and lat.low_ms <= lat.median_ms <= lat.high_ms
+    # a one-factor fit did worse on the same networks
+    one = copy.deepcopy(predictor_a).calibrate(nets, y, mode="layers")
+    assert np.abs(one.calibration_["rel_error_after"]).max() > 10 * np.abs(pr.calibration_["rel_error_after"]).max()
+    # a search's later scale refit keeps the factors per kind
+    pr.calibrate(nets[:1], [1.1 * y[0]], mode="scale")
+    assert pr.kind_scale_[kinds[0]] == pytest.approx(true[0], rel=1e-6) and pr.scale_ > 1
+    assert pr.predict_many(nets[:1])[0] == pytest.approx(1.1 * y[0], rel=1e-6)
+    back = load_portable(save_portable(pr, tmp_path / "k"))
+    assert back.kind_scale_ == pytest.approx(pr.kind_scale_)
+    assert back.predict_many(nets) == pytest.approx(pr.predict_many(nets))
+    assert back.describe()["kind_scale"] == pytest.approx(pr.kind_scale_)
+    # too few networks for one factor per kind: a warning and the one-factor fit
+    with caplog.at_level("WARNING"):
+        few = copy.deepcopy(predictor_a).calibrate(nets[:6], y[:6], mode="kinds")
+    assert few.calibration_["mode"] == "layers" and few.kind_scale_ == {}
+    assert "too few for one factor per kind" in caplog.text
+
+
+def test_calibration_kinds_ridge_and_bounds(predictor_a):
+    import copy
+
+    from compactnet.predictors.network import KIND_FACTOR_BOUNDS, KINDS_NETWORKS_PER_TERM
+
+    pr = copy.deepcopy(predictor_a)
+    kinds, _ = pr._kind_sums(_depth_variants(2, 5))
+    nets = _depth_variants(KINDS_NETWORKS_PER_TERM * (len(kinds) + 2), 5)
+    kinds, S = pr._kind_sums(nets)
+    true = np.ones(len(kinds))
+    true[0] = 50.0  # far outside what a context can do: clipped to the bound
+    y = S @ true + 0.01
+    pr.calibrate(nets, y, mode="kinds", ridge=0.0)
+    g = copy.deepcopy(predictor_a).calibrate(nets, y, mode="layers").scale_
+    assert pr.kind_scale_[kinds[0]] <= KIND_FACTOR_BOUNDS[1] * g + 1e-9
+    strong = copy.deepcopy(predictor_a).calibrate(nets, S @ np.linspace(0.6, 1.5, len(kinds)), mode="kinds",
+                                                  ridge=1e6)
+    spread = np.ptp(list(strong.kind_scale_.values()))
+    assert spread < 1e-3  # a huge ridge: every kind at the one global factor
+    with pytest.raises(ConfigError, match="ridge"):
+        pr.calibrate(nets, y, mode="kinds", ridge=-1)

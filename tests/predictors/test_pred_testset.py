@@ -83,3 +83,24 @@ def test_measure_testset_in_chunks_against_a_reference_and_resume(tmp_path, smal
     assert set(plain) == set(norm) == set(res) and all(v > 0 for v in norm.values())
     with pytest.raises(ConfigError, match="chunk"):
         measure_testset(ts, "synthetic-cpu-fp32-t1", out, chunk=0)
+
+
+def test_a_development_set_excludes_the_test_set_and_loads_measured(tmp_path, small):
+    from compactnet.errors import DataError
+    from compactnet.predictors.testset import load_measured, measure_testset
+
+    same_seed = generate_testset(seed=5, n_mobilenetv2=6, n_resnet20=2, n_vgg=2, n_candidate_sets=0, exclude=[small])
+    cfg = lambda ts: {n.model + json.dumps(n.channels, sort_keys=True) for n in ts.all_networks()}  # noqa: E731
+    assert not cfg(same_seed) & cfg(small)  # even the same seed draws none of the excluded networks
+    assert len(small.all_networks()) == len(small.networks) + sum(1 + len(c.candidates)
+                                                                   for c in small.candidate_sets)
+    dev = TestSet(small.seed, small.networks[:3])
+    dev.save(tmp_path / "testset.json")
+    with pytest.raises(DataError, match="does not exist"):
+        load_measured(tmp_path, "synthetic-cpu-fp32-t1")
+    measure_testset(dev, "synthetic-cpu-fp32-t1", tmp_path / "results.json", model_of=lambda n: n.spec(), rounds=3,
+                    runs=2, warmup=0, busy="ignore", check_window=0)
+    nets, ms = load_measured(tmp_path, "synthetic-cpu-fp32-t1")
+    assert [n.id for n in nets] == [n.id for n in dev.networks] and (ms > 0).all()
+    with pytest.raises(DataError, match="no measurements on ort-cpu-fp32-t1"):
+        load_measured(tmp_path, "ort-cpu-fp32-t1")

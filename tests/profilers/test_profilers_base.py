@@ -64,7 +64,7 @@ class _Flaky(Profiler):
     """First timing spreads 50% across rounds, later ones agree."""
 
     def __init__(self):
-        super().__init__(synthetic_platform(), Protocol(max_spread=0.1, retries=2))
+        super().__init__(synthetic_platform(), Protocol(max_spread=0.1, retries=2, anchors=False))
         self.calls = []
 
     def time_layers(self, layers, protocol):
@@ -79,6 +79,47 @@ def test_rounds_that_disagree_are_measured_again():
     assert prof.calls == [2, 2]
     assert max(m[0].latency.rounds) == pytest.approx(1.02)
     assert m[0].load == pytest.approx(0.2)
+
+
+def test_every_batch_times_the_anchor_layers_and_records_their_sum():
+    from compactnet.profilers.anchors import anchor_layers
+
+    prof = SyntheticProfiler(seed=3)
+    ms = prof.measure([DW64, DW63], protocol=FAST)
+    anchors = prof.measure(list(anchor_layers()), protocol=FAST.replace(anchors=False))
+    assert all(math.isfinite(m.anchor_ms) for m in ms) and ms[0].anchor_ms == ms[1].anchor_ms
+    assert ms[0].anchor_ms == pytest.approx(sum(m.latency.median_ms for m in anchors), rel=0.2)
+    assert [m.layer for m in ms] == [DW64, DW63]  # the anchors are timed, not returned
+    # an anchor that is also asked for is timed once and returned
+    both = prof.measure([anchor_layers()[0], DW64], protocol=FAST)
+    assert both[0].layer == anchor_layers()[0] and math.isfinite(both[0].anchor_ms)
+    assert all(math.isnan(m.anchor_ms) for m in prof.measure([DW64], protocol=FAST.replace(anchors=False)))
+    with pytest.raises(ConfigError, match="anchors"):
+        Protocol.from_dict({"anchors": "yes"})
+
+
+def test_anchor_normalization_puts_batches_on_one_scale(caplog):
+    import dataclasses
+
+    from compactnet.profilers.anchors import anchor_normalized
+
+    m = SyntheticProfiler(seed=3).measure([DW64], protocol=FAST)[0]
+    slow = dataclasses.replace(m, latency=dataclasses.replace(m.latency, median_ms=2 * m.latency.median_ms,
+                                                               low_ms=2 * m.latency.low_ms,
+                                                               high_ms=2 * m.latency.high_ms),
+                               anchor_ms=2 * m.anchor_ms)  # the same layer while the machine ran at half speed
+    fast = dataclasses.replace(m, anchor_ms=m.anchor_ms)
+    mid = dataclasses.replace(m, anchor_ms=1.5 * m.anchor_ms, latency=dataclasses.replace(
+        m.latency, median_ms=1.5 * m.latency.median_ms))
+    out = anchor_normalized([slow, fast, mid])
+    assert [o.latency.median_ms for o in out] == pytest.approx([1.5 * m.latency.median_ms] * 3)
+    assert out[0].latency.low_ms == pytest.approx(0.75 * slow.latency.low_ms)
+    assert slow.latency.median_ms == 2 * m.latency.median_ms  # inputs unchanged
+    legacy = dataclasses.replace(m, anchor_ms=float("nan"))
+    with caplog.at_level("WARNING"):
+        mixed = anchor_normalized([legacy, slow])
+    assert mixed[0] is legacy and "without anchor layers" in caplog.text
+    assert anchor_normalized([legacy]) == [legacy]
 
 
 def test_busy_machine_is_refused_or_flagged(caplog):
