@@ -5,7 +5,7 @@
 # while another process loads the CPU are refused. Every step resumes where it stopped, so a
 # killed run is simply started again. Outputs go to results/ (committed).
 #
-#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline profile prior fit testset predictors search zoo
+#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline profile prior fit testset composition predictors search zoo
 #
 # The baseline every search starts from and the zoo's "base" entry are the same weights: the bundled
 # compactnet/assets/mobilenetv2.cifar10.safetensors (with its card), or, when the optional "baseline"
@@ -66,13 +66,25 @@ if has fit; then       # one portable (pickle-free) GBDT predictor per platform
   done
 fi
 if has testset; then   # the fixed predictor test set, measured for real
-  python benchmarks/measure_testset.py --store "$R/samples.sqlite" --out "$R/testset" --platforms $PLATFORMS \
-    --mobilenetv2 ${TEST_MBV2:-200} --resnet20 ${TEST_RESNET:-30} --vgg ${TEST_VGG:-30}
+  python benchmarks/measure_testset.py --store "$R/samples.sqlite" --out "$R/testset" --platforms \
+    --mobilenetv2 ${TEST_MBV2:-200} --resnet20 ${TEST_RESNET:-30} --vgg ${TEST_VGG:-30}   # generate only
+  # a development set (another seed, no test network): whole networks predictors are calibrated on,
+  # measured twice (the second pass gives the protocol's repeatability)
+  python benchmarks/measure_testset.py --store "$R/samples.sqlite" --out "$R/devset" --seed 1 --mobilenetv2 40 \
+    --resnet20 10 --vgg 10 --candidate-sets 0 --exclude "$R/testset/testset.json" --platforms $PLATFORMS
+  python benchmarks/measure_testset.py --store "$R/samples.sqlite" --out "$R/testset" --platforms $PLATFORMS
+  python benchmarks/measure_testset.py --store "$R/samples.sqlite" --out "$R/devset" --seed 1 \
+    --results results-repeat.json --platforms $PLATFORMS
+fi
+if has composition; then  # the floor under any layer-sum predictor: layer sums vs whole networks, drift removed
+  python benchmarks/composition_bench.py --set "$R/devset" --platforms $PLATFORMS --networks 8 --context "$CONTEXT" \
+    --json "$R/composition.json" | tee "$R/composition.txt"
 fi
 if has predictors; then
   python benchmarks/predictors_bench.py --store "$R/samples.sqlite" --dense-store "$R/dense.sqlite" --context "$CONTEXT" \
     --platforms "${PLATFORMS// /,}" \
     --testset "$R/testset/testset.json" --results "$R/testset/results.json" --shipped "$R/predictors" \
+    --truth normalized --devset "$R/devset" --repeat results-repeat.json \
     | tee "$R/predictors_bench.txt"
 fi
 if has search; then    # issue 5: the CompactNet loop, stopped on measured speedup
