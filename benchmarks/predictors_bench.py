@@ -182,6 +182,35 @@ def prediction_speed(pred: LatencyPredictor, n_configs: int = 2000, seed: int = 
             "distinct_rows_per_s": distinct / dt, "one_query_ms": (time.perf_counter() - t1) / repeats * 1e3}
 
 
+def anchor_effect(ms: Sequence[Any], folds: int = 4, seed: int = 0, fast: bool = False) -> dict | None:
+    """How much of the samples' scatter is the machine's speed drift the anchor layers record.
+
+    Fits the GBDT on the samples *as measured* in ``folds`` folds and regresses each held-out
+    sample's log residual on its batch's log anchor figure (centred): ``beta`` near 1 and a
+    residual spread that shrinks after subtracting it mean the drift is common to the layers and the
+    anchors, so normalising by the anchors removes noise no predictor could learn.
+
+    Returns:
+        ``{"n", "anchor_log_sd", "beta", "corr", "resid_sd", "resid_sd_normalized"}``, or None
+        when fewer than 20 samples carry an anchor figure.
+    """
+    from sklearn.model_selection import KFold
+
+    ms = [m for m in ms if math.isfinite(m.anchor_ms) and m.anchor_ms > 0]
+    if len(ms) < 20:
+        return None
+    a = np.log([m.anchor_ms for m in ms])
+    a -= np.median(a)
+    y = np.log([m.latency.median_ms for m in ms])
+    res = np.zeros(len(ms))
+    for tr, te in KFold(folds, shuffle=True, random_state=seed).split(ms):
+        pred = LatencyPredictor(estimator=_estimator("gbdt", fast), min_samples_per_kind=2).fit([ms[i] for i in tr])
+        res[te] = y[te] - np.log(pred.predict_layer_ms([ms[i].layer for i in te]))
+    return {"n": len(ms), "anchor_log_sd": float(a.std()), "beta": float(np.polyfit(a, res, 1)[0]),
+            "corr": float(np.corrcoef(a, res)[0, 1]), "resid_sd": float(res.std()),
+            "resid_sd_normalized": float((res - a).std())}
+
+
 def calibrated(pred: LatencyPredictor, dev: TestNetworks | None, key: str, mode: str) -> LatencyPredictor | None:
     """A copy of ``pred`` calibrated on the development networks' measurements (None without them)."""
     import copy
@@ -285,6 +314,11 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
                if r.get("dev_networks") else "")
         print(f"\n== {r['platform']}  ({r['samples']} training samples{dev}, {r['layer_test']} held-out layer rows "
               "of distinct configurations)")
+        if r.get("anchors"):
+            a = r["anchors"]
+            print(f"anchors: batch speed log-sd {a['anchor_log_sd']:.2f} over {a['n']} samples; layer log residuals "
+                  f"(4-fold, as measured) follow it with slope {a['beta']:.2f} (corr {a['corr']:.2f}); their spread "
+                  f"{a['resid_sd']:.2f} -> {a['resid_sd_normalized']:.2f} once normalised")
         if r.get("repeatability"):
             q = r["repeatability"]
             print(f"protocol repeatability: {q['n']} development networks measured twice differ by RMSPE "
@@ -379,6 +413,7 @@ def synthetic_devset(seed: int, plats: dict, n_nets: int) -> TestNetworks:
 
 
 def _store_samples(path: str, keys: Sequence[str], context: str | None, anchored: bool = True) -> dict:
+    """Samples per platform key (as :func:`load_samples` gives them; missing platforms skipped with a warning)."""
     from compactnet.profilers.store import SampleStore
 
     out = {}
@@ -400,6 +435,8 @@ def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str]:
     keys = [k for k in args.platforms.split(",") if k]
     context = None if args.context in ("", "any") else args.context
     samples = _store_samples(args.store, keys, context, anchored=not args.no_anchors)
+    raw = _store_samples(args.store, keys, context, anchored=False)
+    args.anchor_effect = {k: anchor_effect(v) for k, v in raw.items()}
     dense, label = {}, ""
     if args.dense_store:
         dense = _store_samples(args.dense_store, keys, context)
@@ -520,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          fast, args.seed, dense=dense.get(key, ()), dense_label=dense_label,
                                          speed_configs=args.speed_configs, dev=dev, calibration=args.calibration))
         results[-1]["repeatability"] = repeat.get(key)
+        results[-1]["anchors"] = getattr(args, "anchor_effect", {}).get(key)
     if args.shipped:
         add_shipped(results, args.shipped, data)
     transfer = []

@@ -113,3 +113,16 @@ def test_shipped_predictors_are_scored_on_the_test_networks(bench, predictor_a, 
     rec = results[0]["predictors"]["shipped"]
     assert rec["within5"] == pytest.approx(0.5) and rec["within10"] == pytest.approx(0.75)
     assert np.isnan(rec["layer_rmspe"]) and "shipped" not in results[1]["predictors"]
+
+
+def test_anchor_effect_finds_a_drift_common_to_layers_and_anchors(bench, train_a):
+    from dataclasses import replace as rep
+
+    rng = np.random.default_rng(0)
+    drift = np.exp(rng.normal(0, 0.3, len(train_a)))  # the machine's speed per sample's batch
+    ms = [rep(m, latency=rep(m.latency, median_ms=m.latency.median_ms * d), anchor_ms=0.05 * d)
+          for m, d in zip(train_a, drift)]
+    a = bench.anchor_effect(ms, fast=True)
+    assert a["n"] == len(ms) and a["anchor_log_sd"] == pytest.approx(0.3, abs=0.05)
+    assert 0.7 < a["beta"] < 1.3 and a["resid_sd_normalized"] < 0.75 * a["resid_sd"]
+    assert bench.anchor_effect(list(train_a)) is None  # no anchor figures: nothing to say
