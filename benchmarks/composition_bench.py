@@ -44,8 +44,16 @@ def compose(set_dir: Path, key: str, n_networks: int, context: str, results: str
     order += [n for n in nets if n not in order]
     ref = reference_network().spec()
     prof = get_profiler(key)
+    try:
+        return _rows(prof, order[:n_networks], ref, res, key, context)
+    finally:
+        prof.close()
+
+
+def _rows(prof, nets: list, ref, res: dict, key: str, context: str) -> list[dict]:
+    """Profile each network's layers with the reference's in one batch; compare the two ratios."""
     rows = []
-    for n in order[:n_networks]:
+    for n in nets:
         spec = n.spec()
         uniq = {l.key(): l for l in list(spec.layers) + list(ref.layers)}
         ms = prof.measure(list(uniq.values()), context=context)
@@ -63,6 +71,9 @@ def compose(set_dir: Path, key: str, n_networks: int, context: str, results: str
 
 def summary(rows: list[dict]) -> dict:
     """Spread of the quotients (after one common factor: a calibration can take out any constant)."""
+    if not rows:
+        return {"n": 0, "median_quotient": float("nan"), "rmspe_after_one_factor": float("nan"), "within5": float("nan"),
+                "within10": float("nan"), "reference_layer_sum_ms": [float("nan"), float("nan")]}
     q = np.array([r["quotient"] for r in rows])
     rel = q / np.exp(np.mean(np.log(q))) - 1
     return {"n": len(q), "median_quotient": float(np.median(q)), "rmspe_after_one_factor": float(np.sqrt(np.mean(rel ** 2))),

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         ts = TestSet.load(ts_path)
         if args.seed is not None and ts.seed != seed:
             ap.error(f"{ts_path} was generated with seed {ts.seed}, not --seed {seed}; use another --out")
+        if args.exclude:
+            logging.warning("%s exists: --exclude only applies when a set is generated (kept as it is)", ts_path)
     else:
         excluded = [TestSet.load(p) for p in args.exclude]
         with SampleStore(args.store) as store:

@@ -72,6 +72,7 @@ class TestNetworks:
         truth: Measured latency (ms) per platform key, one per spec.
         n_networks: How many of ``specs`` are test networks (the rest are candidates).
         candidate_sets: Index lists into ``specs``, one per ranking set.
+        ids: The networks' ids in the measured set (one per spec; empty for synthetic data).
     """
 
     __test__ = False
@@ -79,6 +80,7 @@ class TestNetworks:
     truth: dict = field(default_factory=dict)
     n_networks: int = 0
     candidate_sets: list = field(default_factory=list)
+    ids: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -321,7 +323,8 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
                   f"{a['resid_sd']:.2f} -> {a['resid_sd_normalized']:.2f} once normalised")
         if r.get("repeatability"):
             q = r["repeatability"]
-            print(f"protocol repeatability: {q['n']} development networks measured twice differ by RMSPE "
+            how = " (each as its ratio to its chunk's reference)" if q.get("normalized") else ""
+            print(f"protocol repeatability: {q['n']} development networks measured twice{how} differ by RMSPE "
                   f"{_pct(q['rmspe'], 6)}, {_pct(q['within5'], 4, 0)} within ±5%, {_pct(q['within10'], 4, 0)} "
                   "within ±10% (the floor under any predictor's error)")
         n_nets = next((v.get("n") for v in r["predictors"].values() if "n" in v), 0)
@@ -449,13 +452,25 @@ def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str]:
     return samples, data, dense, label
 
 
-def load_networks(testset: str | Path, results: str | Path, keys: Sequence[str], normalized: bool = False
-                  ) -> TestNetworks:
-    """A measured set's networks (measured on every platform of ``keys``) and their truth per platform."""
+def load_networks(testset: str | Path, results: str | Path, keys: Sequence[str], normalized: bool = False,
+                  reference_ms: dict | None = None) -> TestNetworks:
+    """A measured set's networks (measured on every platform of ``keys`` the file has) and their truth.
+
+    Args:
+        reference_ms: With ``normalized``: the reference's figure per platform to scale the ratios by
+            (another set's, to put both sets on one scale; default this file's median).
+    """
+    from compactnet.errors import ConfigError
     from compactnet.predictors.testset import TestSet, load_results
 
     ts = TestSet.load(testset)
-    res = {k: load_results(results, k, normalized=normalized) for k in keys}
+    res = {}
+    for k in keys:
+        try:
+            res[k] = load_results(results, k, normalized=normalized, reference_ms=(reference_ms or {}).get(k))
+        except ConfigError:
+            log.warning("%s has no measurements on %s; that platform is left out of it", results, k)
+    keys = list(res)
     data = TestNetworks()
     ids = [n.id for n in ts.networks if all(n.id in res[k] for k in keys)]
     data.n_networks = len(ids)
@@ -470,23 +485,38 @@ def load_networks(testset: str | Path, results: str | Path, keys: Sequence[str],
             ids += got
     data.specs = [by_id[i].spec() for i in ids]
     data.truth = {k: np.array([res[k][i] for i in ids]) for k in keys}
+    data.ids = list(ids)
     return data
 
 
-def repeatability(dev_dir: Path, results: str, repeat: str, keys: Sequence[str]) -> dict[str, dict]:
-    """How far two protocol measurements of the same development networks disagree, per platform."""
-    first = load_networks(dev_dir / "testset.json", dev_dir / results, keys)
-    second = load_networks(dev_dir / "testset.json", dev_dir / repeat, keys)
+def repeatability(dev_dir: Path, results: str, repeat: str, keys: Sequence[str], normalized: bool = False
+                  ) -> dict[str, dict]:
+    """How far two protocol measurements of the same development networks disagree, per platform.
+
+    Networks are paired by id (only those both passes measured); ``normalized`` compares each
+    network's ratio to its chunk's reference (times one common reference figure) instead of its ms.
+    """
     out = {}
     for k in keys:
-        a, b = first.truth[k], second.truth[k]
-        if len(a) != len(b) or not len(a):
-            log.warning("%s: the two passes cover different networks; no repeatability figure", k)
+        ref = {}
+        if normalized:
+            from compactnet.predictors.testset import reference_median
+
+            ref = {k: reference_median(dev_dir / results, k)}
+        first = load_networks(dev_dir / "testset.json", dev_dir / results, [k], normalized, ref)
+        second = load_networks(dev_dir / "testset.json", dev_dir / repeat, [k], normalized, ref)
+        if k not in first.truth or k not in second.truth:
             continue
-        rel = b / a - 1
-        out[k] = {"n": len(a), "rmspe": float(np.sqrt(np.mean(rel ** 2))),
+        a = dict(zip(first.ids, first.truth[k]))
+        b = dict(zip(second.ids, second.truth[k]))
+        both = [i for i in a if i in b]
+        if not both:
+            log.warning("%s: the two passes share no network; no repeatability figure", k)
+            continue
+        rel = np.array([b[i] / a[i] - 1 for i in both])
+        out[k] = {"n": len(both), "rmspe": float(np.sqrt(np.mean(rel ** 2))),
                   "within5": float(np.mean(np.abs(rel) <= 0.05)), "within10": float(np.mean(np.abs(rel) <= 0.10)),
-                  "worst": float(np.max(np.abs(rel)))}
+                  "worst": float(np.max(np.abs(rel))), "normalized": bool(normalized)}
     return out
 
 
@@ -540,11 +570,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev = None
     if args.devset and not args.synthetic:
         keys = [k for k in args.platforms.split(",") if k]
-        dev = load_networks(args.devset / "testset.json", args.devset / "results.json", keys)
+        ref = None
+        if args.truth == "normalized" and args.results:  # the development set on the test set's scale
+            from compactnet.predictors.testset import reference_median
+
+            ref = {k: reference_median(args.results, k) for k in keys}
+        dev = load_networks(args.devset / "testset.json", args.devset / "results.json", keys,
+                            normalized=args.truth == "normalized", reference_ms=ref)
         dev.n_networks = len(dev.specs)
     elif args.synthetic:
         dev = synthetic_devset(args.seed, plats, n_nets=24)
-    repeat = repeatability(args.devset, "results.json", args.repeat, list(dev.truth)) if (
+    repeat = repeatability(args.devset, "results.json", args.repeat, list(dev.truth),
+                           normalized=args.truth == "normalized") if (
         args.devset and args.repeat and dev is not None) else {}
     results = []
     rng = np.random.default_rng(args.seed)

@@ -410,7 +410,8 @@ def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, roun
 @click.option("--calibration-mode", "calibration_mode", type=click.Choice(CALIBRATION_MODE_CHOICES), default="auto",
               show_default=True,
               help="scale | affine | layers (one factor, offset, per-layer term) | kinds (one factor per layer "
-                   "kind, from about 4 networks per kind); auto picks by the number of networks.")
+                   "kind: 4 networks per fitted term, i.e. 4 x (kinds + 2)); auto picks by the number of networks. "
+                   "Used with --calibrate or --calibrate-from.")
 @click.option("--anchors/--no-anchors", "anchored", default=True, show_default=True,
               help="Put the samples on one speed scale by the anchor layers timed in their batch (samples "
                    "profiled without anchors are used as measured).")
@@ -428,6 +429,8 @@ def fit(platform_key, store, estimator, context, n_calibrate, model_name, calibr
     from compactnet.predictors.persist import save_portable
 
     extra = tuple(m.strip() for m in calibrate_with.split(",") if m.strip())
+    if calibration_mode != "auto" and not (n_calibrate or calibrate_from):
+        raise click.UsageError("--calibration-mode needs --calibrate N or --calibrate-from DIR")
     if n_calibrate and calibrate_from:
         raise click.UsageError("--calibrate N measures networks now and --calibrate-from reads measured ones: "
                                "give one of them")

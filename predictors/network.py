@@ -398,8 +398,9 @@ class LatencyPredictor(BaseEstimator):
         check_is_fitted(self, "estimators_")
         if mode not in CALIBRATION_MODES:
             raise bad_value("mode", "one of " + ", ".join(CALIBRATION_MODES), mode)
-        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
-            raise bad_value("ridge", "a non-negative number", ridge)
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.floating)) or not (
+                math.isfinite(ridge) and ridge >= 0):
+            raise bad_value("ridge", "a finite non-negative number", ridge)
         y = np.array([m.median_ms if isinstance(m, Latency) else float(m) for m in measured_ms], dtype=np.float64)
         nets = [self._spec(n) for n in networks]
         if len(nets) != len(y) or not nets:
@@ -416,6 +417,8 @@ class LatencyPredictor(BaseEstimator):
             kind_scale = {}  # refitted below from the uncalibrated sums
         wk = np.array([kind_scale.get(k, 1.0) for k in kinds])
         s = S @ wk
+        if mode == "kinds":  # the one-factor fits below start from the uncalibrated constant terms
+            self.per_call_ms_, self.offset_ = 0.0, float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0))
         scale, per_call, offset, used = self._fit_global(s, n, y, mode, distinct_n)
         if mode == "kinds" and used == "layers" and enough_for_kinds:
             fitted = _fit_kinds(S, n, y, scale, ridge)
@@ -424,10 +427,15 @@ class LatencyPredictor(BaseEstimator):
                 kind_scale = {k: float(a) for k, a in zip(kinds, factors)}
                 scale, used = 1.0, "kinds"
                 s = S @ factors
-        elif mode == "kinds":
+            else:
+                log.warning("%s: the per-kind least squares failed; fitted %s instead", self.platform_.key, used)
+        elif mode == "kinds" and not enough_for_kinds:
             log.warning("%s: %d network(s) with %d layer count(s) are too few for one factor per kind (%d kinds "
                         "need %d networks with two or more layer counts); fitted %s instead", self.platform_.key,
                         len(nets), distinct_n, len(kinds), KINDS_NETWORKS_PER_TERM * (len(kinds) + 2), used)
+        elif mode == "kinds":
+            log.warning("%s: the one-factor fit the per-kind fit starts from had a non-positive scale; fitted %s "
+                        "instead", self.platform_.key, used)
         self.scale_, self.per_call_ms_, self.offset_ = scale, per_call, offset
         self.kind_scale_ = kind_scale
         pred = scale * s + per_call * n + offset

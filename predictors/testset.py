@@ -392,7 +392,8 @@ def measure_testset(testset: TestSet | str | Path, platform: Any, results_path: 
     return res
 
 
-def load_results(results_path: str | Path, platform_key: str, normalized: bool = False) -> dict[str, float]:
+def load_results(results_path: str | Path, platform_key: str, normalized: bool = False,
+                 reference_ms: float | None = None) -> dict[str, float]:
     """``{network id: measured median ms}`` of a platform from a results file.
 
     Args:
@@ -401,6 +402,8 @@ def load_results(results_path: str | Path, platform_key: str, normalized: bool =
         normalized: Give each network's ratio to the reference times the median of the reference's
             figures over all chunks (takes out drift between chunks); entries without a ratio keep
             their own figure.
+        reference_ms: With ``normalized``: the reference's figure to multiply the ratios by instead
+            of this file's median (puts two measured sets on one scale; see :func:`reference_median`).
     """
     p = Path(results_path)
     if not p.is_file():
@@ -412,10 +415,19 @@ def load_results(results_path: str | Path, platform_key: str, normalized: bool =
     out = {k: float(v["median_ms"]) for k, v in d[platform_key].items()}
     if normalized:
         refs = [c["reference"]["median_ms"] for c in d.get(CHUNKS_KEY, {}).get(platform_key, [])]
-        if refs:
-            ref = float(np.median(refs))
+        if refs or reference_ms is not None:
+            ref = float(np.median(refs)) if reference_ms is None else float(reference_ms)
             out.update({k: float(v["ratio"]) * ref for k, v in d[platform_key].items() if v.get("ratio")})
     return out
+
+
+def reference_median(results_path: str | Path, platform_key: str) -> float | None:
+    """Median of the reference network's figures over a results file's chunks (None without chunks)."""
+    p = Path(results_path)
+    if not p.is_file():
+        raise DataError(f"results file {p} does not exist; run measure_testset first")
+    refs = [c["reference"]["median_ms"] for c in json.loads(p.read_text()).get(CHUNKS_KEY, {}).get(platform_key, [])]
+    return float(np.median(refs)) if refs else None
 
 
 def load_measured(folder: str | Path, platform_key: str, results: str = "results.json",
@@ -449,6 +461,6 @@ def load_measured(folder: str | Path, platform_key: str, results: str = "results
     return nets, np.array([res[n.id] for n in nets])
 
 
-__all__ = ["TESTSET_SEED", "load_measured", "TestNetwork", "CandidateSet", "TestSet", "generate_testset", "candidate_sets",
+__all__ = ["TESTSET_SEED", "load_measured", "reference_median", "TestNetwork", "CandidateSet", "TestSet", "generate_testset", "candidate_sets",
            "draw_mobilenetv2", "draw_resnet20", "draw_vgg", "testset_layer_keys", "measure_testset", "load_results",
            "reference_network", "REFERENCE_ID"]

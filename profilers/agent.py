@@ -541,7 +541,8 @@ class AgentClient:
     def submit(self, models: Sequence[bytes], platform: str, protocol: Protocol, job_id: str | None = None) -> str:
         """Submit a job (idempotent for a given ``job_id``); return its id."""
         job_id = job_id or uuid.uuid4().hex
-        body = {"job_id": job_id, "platform": platform, "protocol": protocol.to_dict(),
+        wire = {k: v for k, v in protocol.to_dict().items() if k != "anchors"}  # client-side only; older agents
+        body = {"job_id": job_id, "platform": platform, "protocol": wire,  # reject keys they do not know
                 "models": [base64.b64encode(m).decode() for m in models]}
         status, payload = self._request("POST", f"{API}/jobs", body)
         if status not in (200, 202):

@@ -544,7 +544,7 @@ def noise_floor(profiler: Profiler, layer: LayerSpec | None = None, repeats: int
     layer = layer or default_probe_layer()
     if int(repeats) < 2:
         raise bad_value("repeats", "an integer >= 2", repeats)
-    proto = profiler.protocol.replace(retries=0)
+    proto = profiler.protocol.replace(retries=0, anchors=False)  # the probe alone, as asked
     meds = []
     for i in range(int(repeats)):
         m = profiler.measure([layer], context=context, protocol=proto.replace(seed=proto.seed + i))[0]

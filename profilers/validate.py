@@ -268,7 +268,8 @@ def figure7(profiler: Profiler, config: Any = None, units: Sequence[LayerSpec] |
 
         units = mobilenetv2_units(config, include_last=False)
     units = list(units)
-    ms = list(measurements) if measurements is not None else profiler.measure(units, context=context)
+    ms = list(measurements) if measurements is not None else profiler.measure(
+        units, context=context, protocol=profiler.protocol.replace(anchors=False))  # the units' own rotation
     prefixes = [units[: n + 1] for n in range(len(units))]
     nets = profiler.measure_networks(prefixes)
     rows = [PrefixRow(n + 1, units[n].name, lat.median_ms, sum(m.latency.median_ms for m in ms[: n + 1]), err)
@@ -286,7 +287,7 @@ def figure7(profiler: Profiler, config: Any = None, units: Sequence[LayerSpec] |
     held_prefixes = [held[: n + 1] for n in range(len(held))]
 
     # raw timings (call overhead included) of both chains, units in one rotation, networks interleaved
-    raw_proto = profiler.protocol.replace(subtract_overhead=False, context=ctx)
+    raw_proto = profiler.protocol.replace(subtract_overhead=False, context=ctx, anchors=False)
     raw_ms = profiler.measure(units + held, protocol=raw_proto)
     raw_nets = profiler.measure_networks(prefixes + held_prefixes, protocol=raw_proto)
     fit_unit = [m.latency.median_ms for m in raw_ms[: len(units)]]
