@@ -24,7 +24,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compactnet.predictors.testset import TESTSET_SEED, TestSet, generate_testset, measure_testset
+    from compactnet.predictors.testset import (TESTSET_SEED, TestSet, generate_testset, measure_testset,
+                                               reference_figures)
     from compactnet.profilers.store import SampleStore
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.platforms:
         res = measure_testset(ts, key, results, chunk=args.chunk, rounds=args.rounds,
                               runs=args.runs, busy=args.busy)
-        refs = [c["reference"]["median_ms"] for c in json.loads(results.read_text())["_chunks"].get(key, [])]
+        refs = reference_figures(results, key)
         drift = f"; reference {min(refs):.4f}-{max(refs):.4f} ms over {len(refs)} chunks" if refs else ""
         print(f"{key}: {len(res)} networks measured -> {results}{drift}")
     return 0

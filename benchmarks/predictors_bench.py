@@ -53,7 +53,8 @@ import numpy as np
 from compactnet.errors import ConfigError, DataError
 from compactnet.predictors.estimators import GBDTLatencyRegressor, make_estimator
 from compactnet.predictors.metrics import network_summary, rmspe
-from compactnet.predictors.network import LatencyPredictor, channels_raw, load_samples, network_layers, unique_rows
+from compactnet.predictors.network import (CALIBRATION_MODES, LatencyPredictor, channels_raw, load_samples,
+                                           network_layers, unique_rows)
 from compactnet.predictors.transfer import holdout_experiment
 
 log = logging.getLogger("predictors_bench")
@@ -368,7 +369,7 @@ def print_report(results: list[dict], transfer: list[dict], note: str = "") -> N
 def synthetic_data(seed: int, n_train: int, n_nets: int, dense_step: int = 32
                    ) -> tuple[dict, dict, TestNetworks, dict, str]:
     """Synthetic platforms, sparse samples, test networks with 'measured' truth, dense-table samples."""
-    from compactnet.predictors.synthetic import measure_synthetic, synthetic_platforms, true_latency_ms
+    from compactnet.predictors.synthetic import measure_synthetic, synthetic_platforms
     from compactnet.predictors.testset import generate_testset
     from compactnet.profilers.sampling import make_strategy
 
@@ -394,15 +395,20 @@ def synthetic_data(seed: int, n_train: int, n_nets: int, dense_step: int = 32
     for i, (key, (p, costs)) in enumerate(plats.items()):
         samples[key] = measure_synthetic(layers, p, costs, noise=0.03, seed=seed + i)
         dense[key] = measure_synthetic(dense_layers, p, costs, noise=0.03, seed=seed + 10 + i)
-        # a whole network: its layers' sum, 5% slower (cache), with 2% noise
-        data.truth[key] = np.array([true_latency_ms(n.layers, costs).sum() * 1.05 for n in data.specs]) * \
-            np.exp(rng.normal(0, 0.02, len(data.specs)))
+        data.truth[key] = synthetic_truth(data.specs, costs, rng)
     return plats, samples, data, dense, f"dense (step {dense_step})"
+
+
+def synthetic_truth(specs: Sequence[Any], costs: Any, rng: np.random.Generator) -> np.ndarray:
+    """'Measured' latency of whole synthetic networks: their layers' sum, 5% slower (cache), 2% noise."""
+    from compactnet.predictors.synthetic import true_latency_ms
+
+    return np.array([true_latency_ms(n.layers, costs).sum() * 1.05 for n in specs]) * \
+        np.exp(rng.normal(0, 0.02, len(specs)))
 
 
 def synthetic_devset(seed: int, plats: dict, n_nets: int) -> TestNetworks:
     """Synthetic development networks (another seed than the test networks), truth as :func:`synthetic_data`."""
-    from compactnet.predictors.synthetic import true_latency_ms
     from compactnet.predictors.testset import generate_testset
 
     ts = generate_testset(seed=seed + 3, n_mobilenetv2=n_nets, n_resnet20=max(2, n_nets // 6),
@@ -410,8 +416,7 @@ def synthetic_devset(seed: int, plats: dict, n_nets: int) -> TestNetworks:
     dev = TestNetworks([n.spec() for n in ts.networks], n_networks=len(ts.networks))
     rng = np.random.default_rng(seed + 4)
     for key, (_, costs) in plats.items():
-        dev.truth[key] = np.array([true_latency_ms(n.layers, costs).sum() * 1.05 for n in dev.specs]) * \
-            np.exp(rng.normal(0, 0.02, len(dev.specs)))
+        dev.truth[key] = synthetic_truth(dev.specs, costs, rng)
     return dev
 
 
@@ -431,15 +436,16 @@ def _store_samples(path: str, keys: Sequence[str], context: str | None, anchored
     return out
 
 
-def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str]:
-    """Samples (and dense samples) from the stores, test networks and their measured latency."""
-    from compactnet.predictors.testset import TestSet, load_results
+def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str, dict]:
+    """Samples (and dense samples) from the stores, test networks and their measured latency, and
+    the anchor check of each platform's samples (:func:`anchor_effect`)."""
+    from compactnet.profilers.anchors import anchor_normalized
 
     keys = [k for k in args.platforms.split(",") if k]
     context = None if args.context in ("", "any") else args.context
-    samples = _store_samples(args.store, keys, context, anchored=not args.no_anchors)
     raw = _store_samples(args.store, keys, context, anchored=False)
-    args.anchor_effect = {k: anchor_effect(v) for k, v in raw.items()}
+    samples = raw if args.no_anchors else {k: anchor_normalized(v) for k, v in raw.items()}
+    anchors = {k: anchor_effect(v) for k, v in raw.items()}
     dense, label = {}, ""
     if args.dense_store:
         dense = _store_samples(args.dense_store, keys, context)
@@ -449,7 +455,7 @@ def real_data(args: argparse.Namespace) -> tuple[dict, TestNetworks, dict, str]:
     data = TestNetworks()
     if args.testset and args.results:
         data = load_networks(args.testset, args.results, keys, args.truth == "normalized")
-    return samples, data, dense, label
+    return samples, data, dense, label, anchors
 
 
 def load_networks(testset: str | Path, results: str | Path, keys: Sequence[str], normalized: bool = False,
@@ -539,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--devset", type=Path,
                     help="development set folder (measure_testset.py --seed ...: testset.json, results.json): every "
                          "predictor is also scored calibrated on it")
-    ap.add_argument("--calibration", default="auto", choices=("auto", "scale", "affine", "layers", "kinds"),
+    ap.add_argument("--calibration", default="auto", choices=CALIBRATION_MODES,
                     help="calibration mode of the +cal rows")
     ap.add_argument("--repeat", default=None,
                     help="file name (inside --devset) of a second measurement of the development set: prints the "
@@ -560,13 +566,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fast = args.synthetic
     if args.synthetic:
         plats, samples, data, dense, dense_label = synthetic_data(args.seed, n_train=400, n_nets=24)
+        anchors = {}
         sizes = [s for s in sizes if s <= 300] or [50]
         tsizes = tsizes[:2]
         args.speed_configs = min(args.speed_configs, 500)
     else:
         if not args.store:
             ap.error("--store is required without --synthetic")
-        samples, data, dense, dense_label = real_data(args)
+        samples, data, dense, dense_label, anchors = real_data(args)
     dev = None
     if args.devset and not args.synthetic:
         keys = [k for k in args.platforms.split(",") if k]
@@ -577,7 +584,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             ref = {k: reference_median(args.results, k) for k in keys}
         dev = load_networks(args.devset / "testset.json", args.devset / "results.json", keys,
                             normalized=args.truth == "normalized", reference_ms=ref)
-        dev.n_networks = len(dev.specs)
     elif args.synthetic:
         dev = synthetic_devset(args.seed, plats, n_nets=24)
     repeat = repeatability(args.devset, "results.json", args.repeat, list(dev.truth),
@@ -594,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          fast, args.seed, dense=dense.get(key, ()), dense_label=dense_label,
                                          speed_configs=args.speed_configs, dev=dev, calibration=args.calibration))
         results[-1]["repeatability"] = repeat.get(key)
-        results[-1]["anchors"] = getattr(args, "anchor_effect", {}).get(key)
+        results[-1]["anchors"] = anchors.get(key)
     if args.shipped:
         add_shipped(results, args.shipped, data)
     transfer = []

@@ -453,8 +453,6 @@ class Measurement:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Measurement":
         """Inverse of :meth:`to_dict`; records without ``overhead_ms`` or ``anchor_ms`` read them as NaN."""
-        oh, an = d.get("overhead_ms"), d.get("anchor_ms")
         return cls(LayerSpec.from_dict(d["layer"]), Platform.from_dict(d["platform"]),
                    Latency.from_dict(d["latency"]), d["when"], float(d.get("load", 0.0)),
-                   d.get("context", "rotation"), math.nan if oh is None else float(oh),
-                   math.nan if an is None else float(an))
+                   d.get("context", "rotation"), d.get("overhead_ms"), d.get("anchor_ms"))

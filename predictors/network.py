@@ -412,14 +412,14 @@ class LatencyPredictor(BaseEstimator):
         if mode == "auto":
             mode = ("kinds" if enough_for_kinds else "layers" if len(nets) >= 4 and distinct_n >= 2
                     else "affine" if len(nets) >= 3 else "scale")
-        kind_scale = dict(getattr(self, "kind_scale_", {}) or {})
-        if mode == "kinds":
-            kind_scale = {}  # refitted below from the uncalibrated sums
-        wk = np.array([kind_scale.get(k, 1.0) for k in kinds])
-        s = S @ wk
-        if mode == "kinds":  # the one-factor fits below start from the uncalibrated constant terms
-            self.per_call_ms_, self.offset_ = 0.0, float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0))
-        scale, per_call, offset, used = self._fit_global(s, n, y, mode, distinct_n)
+        if mode == "kinds":  # refitted below from the uncalibrated sums and constant terms
+            kind_scale, kept = {}, (0.0, float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0)))
+        else:
+            kind_scale = dict(getattr(self, "kind_scale_", {}) or {})
+            kept = (float(getattr(self, "per_call_ms_", 0.0)),
+                    float(getattr(self, "offset_", getattr(self, "overhead_ms_", self.overhead_ms or 0.0))))
+        s = S @ np.array([kind_scale.get(k, 1.0) for k in kinds])
+        scale, per_call, offset, used = self._fit_global(s, n, y, mode, distinct_n, kept)
         if mode == "kinds" and used == "layers" and enough_for_kinds:
             fitted = _fit_kinds(S, n, y, scale, ridge)
             if fitted is not None:
@@ -449,18 +449,20 @@ class LatencyPredictor(BaseEstimator):
 
     def _kind_sums(self, nets: Sequence[NetworkSpec]) -> tuple[list[str], np.ndarray]:
         """The kinds present and each network's uncalibrated layer sum per kind, ``(networks, kinds)``."""
-        raws = [raw_matrix(x.layers) for x in nets]
-        codes = sorted({int(c) for r in raws for c in np.unique(r[:, 0])})
-        S = np.zeros((len(nets), len(codes)))
-        for i, r in enumerate(raws):
-            ms = self._layer_ms(r)
-            for j, c in enumerate(codes):
-                S[i, j] = ms[r[:, 0] == c].sum()
-        return [_OP_NAME[c] for c in codes], S
+        counts = [len(x.layers) for x in nets]
+        raw = raw_matrix(l for x in nets for l in x.layers)
+        codes, col = np.unique(raw[:, 0].astype(np.int64), return_inverse=True)
+        owner = np.repeat(np.arange(len(nets)), counts)
+        S = np.bincount(owner * len(codes) + col, weights=self._layer_ms(raw),
+                        minlength=len(nets) * len(codes)).reshape(len(nets), len(codes))
+        return [_OP_NAME[int(c)] for c in codes], S
 
-    def _fit_global(self, s: np.ndarray, n: np.ndarray, y: np.ndarray, mode: str, distinct_n: int
-                    ) -> tuple[float, float, float, str]:
-        """``(scale, per_call, offset, mode used)`` of the one-factor fits (``kinds`` starts from ``layers``)."""
+    def _fit_global(self, s: np.ndarray, n: np.ndarray, y: np.ndarray, mode: str, distinct_n: int,
+                    kept: tuple[float, float]) -> tuple[float, float, float, str]:
+        """``(scale, per_call, offset, mode used)`` of the one-factor fits (``kinds`` starts from ``layers``).
+
+        ``kept``: the ``(per_call, offset)`` a scale-only fit keeps.
+        """
         base = float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0))
         scale, per_call, offset, used = 1.0, 0.0, base, "scale"
         w = 1.0 / y  # relative error
@@ -475,8 +477,7 @@ class LatencyPredictor(BaseEstimator):
             if a > 0:
                 scale, offset, used = float(a), float(b), "affine"
         if used == "scale":  # one factor; the constant terms in use are kept (a refit keeps the per-layer term)
-            per_call = float(getattr(self, "per_call_ms_", 0.0))
-            offset = float(getattr(self, "offset_", base))
+            per_call, offset = kept
             scale = float(np.exp(np.mean(np.log(np.maximum(y - per_call * n - offset, 1e-9) / s))))
         return scale, per_call, offset, used
 

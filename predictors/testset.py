@@ -414,19 +414,29 @@ def load_results(results_path: str | Path, platform_key: str, normalized: bool =
         raise bad_value("platform_key", "one of " + ", ".join(keys), platform_key)
     out = {k: float(v["median_ms"]) for k, v in d[platform_key].items()}
     if normalized:
-        refs = [c["reference"]["median_ms"] for c in d.get(CHUNKS_KEY, {}).get(platform_key, [])]
+        refs = _reference_figures(d, platform_key)
         if refs or reference_ms is not None:
             ref = float(np.median(refs)) if reference_ms is None else float(reference_ms)
             out.update({k: float(v["ratio"]) * ref for k, v in d[platform_key].items() if v.get("ratio")})
     return out
 
 
-def reference_median(results_path: str | Path, platform_key: str) -> float | None:
-    """Median of the reference network's figures over a results file's chunks (None without chunks)."""
+def _reference_figures(results: dict, platform_key: str) -> list[float]:
+    """The reference network's figure (ms) in each chunk of a parsed results file, in order."""
+    return [c["reference"]["median_ms"] for c in results.get(CHUNKS_KEY, {}).get(platform_key, [])]
+
+
+def reference_figures(results_path: str | Path, platform_key: str) -> list[float]:
+    """The reference network's figure (ms) in each chunk a results file holds for a platform."""
     p = Path(results_path)
     if not p.is_file():
         raise DataError(f"results file {p} does not exist; run measure_testset first")
-    refs = [c["reference"]["median_ms"] for c in json.loads(p.read_text()).get(CHUNKS_KEY, {}).get(platform_key, [])]
+    return _reference_figures(json.loads(p.read_text()), platform_key)
+
+
+def reference_median(results_path: str | Path, platform_key: str) -> float | None:
+    """Median of the reference network's figures over a results file's chunks (None without chunks)."""
+    refs = reference_figures(results_path, platform_key)
     return float(np.median(refs)) if refs else None
 
 
@@ -461,6 +471,6 @@ def load_measured(folder: str | Path, platform_key: str, results: str = "results
     return nets, np.array([res[n.id] for n in nets])
 
 
-__all__ = ["TESTSET_SEED", "load_measured", "reference_median", "TestNetwork", "CandidateSet", "TestSet", "generate_testset", "candidate_sets",
+__all__ = ["TESTSET_SEED", "load_measured", "reference_figures", "reference_median", "TestNetwork", "CandidateSet", "TestSet", "generate_testset", "candidate_sets",
            "draw_mobilenetv2", "draw_resnet20", "draw_vgg", "testset_layer_keys", "measure_testset", "load_results",
            "reference_network", "REFERENCE_ID"]

@@ -49,7 +49,8 @@ def anchor_normalized(measurements: Sequence[Measurement]) -> list[Measurement]:
         measurements: Samples of one platform.
 
     Returns:
-        New :class:`Measurement` objects (the inputs are not changed).
+        The samples in order: new :class:`Measurement` objects for the anchored ones, the others as
+        given (no input is changed).
     """
     ms = list(measurements)
     anchored = np.array([math.isfinite(m.anchor_ms) and m.anchor_ms > 0 for m in ms])
