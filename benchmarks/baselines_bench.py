@@ -449,7 +449,7 @@ def build_report(bench: Bench, variants: list[str], measurement: dict | None) ->
         for i, row in enumerate(rows):
             lat = comp.latencies[i]
             ratio, lo, hi = comp.speedups[i]
-            row.update({"measured_ms": lat.median_ms, "measured_speedup": ratio, "measured_low": lo,
+            row.update({"measured_ms": lat.value_ms, "measured_speedup": ratio, "measured_low": lo,
                         "measured_high": hi})
             if "search" in comp.names and row["variant"] not in ("original", "search"):
                 # latency of this row over the search's, paired bootstrap on the same rounds (1 = matched)

@@ -57,7 +57,7 @@ def _rows(prof, nets: list, ref, res: dict, key: str, context: str) -> list[dict
         spec = n.spec()
         uniq = {l.key(): l for l in list(spec.layers) + list(ref.layers)}
         ms = prof.measure(list(uniq.values()), context=context)
-        lat = {m.layer.key(): m.latency.median_ms for m in ms}
+        lat = {m.layer.key(): m.latency.value_ms for m in ms}
         s_net = sum(lat[l.key()] for l in spec.layers)
         s_ref = sum(lat[l.key()] for l in ref.layers)
         measured = float(res[n.id]["ratio"])

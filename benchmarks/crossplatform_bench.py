@@ -78,6 +78,8 @@ def measure_platform(key: str, base: Path, trimmed: list[tuple[str, Any, Path]],
 
 def render(index_path: Path, trimmed: list[tuple[str, Any, Path]], results: dict[str, dict]) -> str:
     """The Markdown table: one row per trimmed entry, one column per runtime measured here."""
+    from compactnet.spec import latency_ms
+
     keys = list(results)
     here = {results[k]["platform"].get("hardware", "?") for k in keys}
     lines = [f"# Zoo models on every local runtime (Table 7 of the CompactNet paper, measured)", "",
@@ -102,11 +104,12 @@ def render(index_path: Path, trimmed: list[tuple[str, Any, Path]], results: dict
             cells.append(f"**{cell}**" if k == e.platform else cell)
         lines.append(f"| {name} | {e.platform} ({e.hardware}) | {own} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("| runtime | base median ms | rounds x runs | load | when |")
+    lines.append("| runtime | base ms (estimator) | rounds x runs | load | when |")
     lines.append("|---|---|---|---|---|")
     for k in keys:
         r = results[k]
-        lines.append(f"| {k} | {r['latencies'][0]['median_ms']:.3f} | {r['rounds']} x {r['runs']} | "
+        base = r['latencies'][0]
+        lines.append(f"| {k} | {latency_ms(base):.3f} ({base.get('estimator', 'median')}) | {r['rounds']} x {r['runs']} | "
                      f"{r['load']:.2f} | {r['when']} |")
     hw = {e.hardware for _, e, _ in trimmed}
     if hw - here:

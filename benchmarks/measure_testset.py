@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exclude", type=Path, nargs="*", default=[],
                     help="test-set JSON files whose networks must not be drawn again")
     ap.add_argument("--results", default="results.json", help="results file name inside --out")
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--busy", default="refuse", choices=("refuse", "flag", "ignore"))
     ap.add_argument("--chunk", type=int, default=8, help="networks timed together with the reference")
     args = ap.parse_args(argv)

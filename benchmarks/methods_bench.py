@@ -62,7 +62,7 @@ def load_predictor(arg: str | None, platform: Any) -> Any:
 def comparison_row(comp: Any, i: int) -> dict:
     r, lo, hi = comp.speedups[i]
     lat = comp.latencies[i]
-    return {"name": comp.names[i], "median_ms": lat.median_ms, "speedup": r, "low": lo, "high": hi,
+    return {"name": comp.names[i], "value_ms": lat.value_ms, "speedup": r, "low": lo, "high": hi,
             "protocol_ok": comp.protocol_ok}
 
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ws-max-seconds", type=float, default=1800.0)
     ap.add_argument("--ws-max-evals", type=int, default=None)
     ap.add_argument("--calibration", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--busy", default="refuse", choices=("refuse", "flag", "ignore"))
     ap.add_argument("--no-measure", action="store_true", help="skip latency measurements")
     ap.add_argument("--seed", type=int, default=0)

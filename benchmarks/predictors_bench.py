@@ -204,7 +204,7 @@ def anchor_effect(ms: Sequence[Any], folds: int = 4, seed: int = 0, fast: bool =
         return None
     a = np.log([m.anchor_ms for m in ms])
     a -= np.median(a)
-    y = np.log([m.latency.median_ms for m in ms])
+    y = np.log([m.latency.value_ms for m in ms])
     res = np.zeros(len(ms))
     for tr, te in KFold(folds, shuffle=True, random_state=seed).split(ms):
         pred = LatencyPredictor(estimator=_estimator("gbdt", fast), min_samples_per_kind=2).fit([ms[i] for i in tr])
@@ -232,7 +232,7 @@ def evaluate_platform(key: str, train: Sequence[Any], layer_test: Sequence[Any],
     n_dev = len(dev.truth.get(key, ())) if dev is not None else 0
     out: dict = {"platform": key, "samples": len(train), "layer_test": len(layer_test), "predictors": {},
                  "curve": [], "speed": {}, "dev_networks": n_dev}
-    y_layer = np.array([m.latency.median_ms for m in layer_test])
+    y_layer = np.array([m.latency.value_ms for m in layer_test])
     test_layers = [m.layer for m in layer_test]
     for name in BASELINES:
         t0 = time.perf_counter()

@@ -5,7 +5,8 @@
 # while another process loads the CPU are refused. Every step resumes where it stopped, so a
 # killed run is simply started again. Outputs go to results/ (committed).
 #
-#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline profile prior fit testset composition predictors search zoo
+#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline repeatability profile prior fit testset composition
+#                                               predictors search zoo
 #
 # The baseline every search starts from and the zoo's "base" entry are the same weights: the bundled
 # compactnet/assets/mobilenetv2.cifar10.safetensors (with its card), or, when the optional "baseline"
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${RESULTS:-results}
 PLATFORMS=${PLATFORMS:-"ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1"}
-STEPS=${*:-"profile prior fit testset predictors search zoo"}
+STEPS=${*:-"repeatability profile prior fit testset predictors search zoo"}
 # Measuring context of the layer samples. DESIGN asks for the network's cache state ("rotation");
 # on this machine the rotation loop's Figure-7 sums read 56-150% above the prefix networks while
 # "isolated" read 11% below on average (see results/profilers_bench.txt), so isolated samples plus a
@@ -44,6 +45,12 @@ if has search || has zoo; then  # both start from the same baseline weights
   BASELINE_WEIGHTS="$BASELINE_DIR/mobilenetv2.safetensors"
   [[ -f "$BASELINE_WEIGHTS" && -f "$BASELINE_DIR/card.json" ]] || {
     echo "$BASELINE_DIR must hold card.json and mobilenetv2.safetensors (a compactnet train output)" >&2; exit 1; }
+fi
+if has repeatability; then  # issue 14: does the protocol repeat? >= 100 networks measured twice, both estimators
+  python benchmarks/repeatability_bench.py --platforms $PLATFORMS --networks ${REPEAT_NETWORKS:-120} --gap 120 \
+    --out "$R/repeatability.json"   # also writes repeatability.txt
+  # the speedup intervals' coverage: four pairs compared 15 times each (writes coverage.txt)
+  python benchmarks/repeatability_bench.py --platforms $PLATFORMS --pairs 4 --repeats 15 --out "$R/coverage.json"
 fi
 if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
   python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \

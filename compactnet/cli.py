@@ -35,6 +35,21 @@ PLATFORM_OPT = click.option("--platform", "platform_key", default="ort-cpu-fp32-
 JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
+def _set_estimator(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from compactnet.measure import set_default_estimator
+
+        set_default_estimator(value)
+
+
+ESTIMATOR_OPT = click.option(
+    "--estimator", "timing_estimator", type=click.Choice(["min", "median"]), default=None, expose_value=False,
+    callback=_set_estimator, is_eager=True,
+    help="How a latency is reduced from timed calls: min (default, the protocol's rule: repeats on a shared "
+         "machine) or median (median of round medians: the old rule, for a dedicated device). Also "
+         "$COMPACTNET_ESTIMATOR.")
+
+
 def command_line() -> str:
     """The command as typed, for provenance records."""
     return "compactnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -147,9 +162,10 @@ def train(model_name, channels, data, recipe, epochs, batch_size, lr, init_weigh
 @click.option("--latency/--no-latency", default=True, show_default=True,
               help="Also measure latency by the protocol on --platform.")
 @PLATFORM_OPT
-@click.option("--rounds", type=int, default=7, show_default=True)
+@click.option("--rounds", type=int, default=10, show_default=True)
 @click.option("--busy", type=click.Choice(["refuse", "flag", "ignore"]), default="flag", show_default=True,
               help="What to do when another process loads the machine while timing.")
+@ESTIMATOR_OPT
 @JSON_OPT
 def evaluate(model_name, channels, weights, data, split, latency, platform_key, rounds, busy, as_json):
     """Top-1 on CIFAR-10 (test split by default) and latency by the measurement protocol."""
@@ -172,8 +188,9 @@ def evaluate(model_name, channels, weights, data, split, latency, platform_key, 
         lat = comp.latencies[0]
         out["latency"] = {"platform": comp.platform.to_dict(), **lat.to_dict(), "load": comp.load,
                           "busy": comp.busy}
-        text += (f"\nlatency on {comp.platform.describe()}: median {lat.median_ms:.3f} ms "
-                 f"(round medians {lat.low_ms:.3f}-{lat.high_ms:.3f} ms, {len(lat.rounds)} rounds, "
+        text += (f"\nlatency on {comp.platform.describe()}: {lat.value_ms:.3f} ms ({lat.estimator} estimator; "
+                 f"{comp.instances} session(s) x {len(lat.rounds)} rounds over {comp.window_s:g} s, round figures "
+                 f"{lat.low_ms:.3f}-{lat.high_ms:.3f} ms; {lat.typical()}; "
                  f"load {comp.load:.2f}{', BUSY: figure flagged' if comp.busy else ''})")
     emit(out, as_json, text)
 
@@ -248,6 +265,7 @@ STORE_OPT = click.option("--store", type=click.Path(dir_okay=False), default=Non
 @click.option("--noise/--no-noise", default=True, show_default=True,
               help="Measure each platform's noise floor (one configuration measured --repeats times).")
 @click.option("--repeats", type=int, default=20, show_default=True)
+@ESTIMATOR_OPT
 @JSON_OPT
 def platforms(noise, repeats, as_json):
     """List what this machine can profile, with hardware, runtime version and noise floor."""
@@ -279,6 +297,7 @@ def platforms(noise, repeats, as_json):
 @click.option("--busy", type=click.Choice(["refuse", "flag", "ignore"]), default="refuse", show_default=True)
 @click.option("--agent", "agent_url", default=None, help="Profile a remote device through its agent (URL).")
 @click.option("--token", envvar="COMPACTNET_AGENT_TOKEN", default=None, help="Agent token ($COMPACTNET_AGENT_TOKEN).")
+@ESTIMATOR_OPT
 @JSON_OPT
 def profile(platform_key, strategy, samples, seconds, store, seed, context, step, model_name, channels, busy,
             agent_url, token, as_json):
@@ -416,7 +435,8 @@ def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, roun
               help="Put the samples on one speed scale by the anchor layers timed in their batch (samples "
                    "profiled without anchors are used as measured).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration trims.")
-@click.option("--rounds", type=int, default=7, show_default=True, help="Protocol rounds of the calibration.")
+@click.option("--rounds", type=int, default=10, show_default=True,
+              help="Protocol rounds of the calibration (timed by $COMPACTNET_ESTIMATOR, min by default).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the portable predictor (default: $COMPACTNET_HOME/predictors/PLATFORM, "
                    "else ~/.cache/compactnet/predictors/PLATFORM).")
@@ -466,11 +486,11 @@ def fit(platform_key, store, estimator, context, n_calibrate, model_name, calibr
                      f"{100 * np.median(rel):.1f}% after ({100 * np.mean(rel <= 0.1):.0f}% within ±10%)")
     if n_calibrate:
         specs, comp = _calibration_set(model_name, n_calibrate, platform_key, seed, rounds, "refuse", extra)
-        before = [pred.predict(sp).median_ms for sp in specs]
+        before = [pred.predict(sp).value_ms for sp in specs]
         pred.calibrate(specs, list(comp.latencies), mode=calibration_mode)
-        after = [pred.predict(sp).median_ms for sp in specs]
+        after = [pred.predict(sp).value_ms for sp in specs]
         measured = {"comparison": comp.to_dict(),
-                    "networks": [{"name": nm, "macs": sp.macs, "measured_ms": lat.median_ms, "predicted_before_ms": b,
+                    "networks": [{"name": nm, "macs": sp.macs, "measured_ms": lat.value_ms, "predicted_before_ms": b,
                                   "predicted_after_ms": a}
                                  for nm, sp, lat, b, a in zip(comp.names, specs, comp.latencies, before, after)]}
         cal = pred.calibration_ or {}
@@ -541,7 +561,7 @@ def auto_fit_predictor(platform_key: str, model_name: str, samples: int = 300, n
                       context=context, protocol=Protocol(busy=busy, context=context))
     log.info("profiled %s: %d measured, %d already stored (%.1f s)", key, rep.measured, rep.skipped, rep.wall_s)
     pred = fit_platform(store, key, context=context)
-    specs, comp = _calibration_set(model_name, n_calibrate, key, 0, 7, busy)
+    specs, comp = _calibration_set(model_name, n_calibrate, key, 0, 10, busy)
     pred.calibrate(specs, list(comp.latencies))
     out = save_portable(pred, _predictor_dir(key))
     log.info("predictor for %s saved -> %s", key, out)
@@ -573,7 +593,7 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
         hw = f"{r['h']}x{r['w']}"
         lines.append(f"{str(r['name'])[:28]:28} {r['op']:7} {r['cin']:>5} {r['cout']:>5} {hw:>7} "
                      f"{r['ms']:>8.4f} {interval:>17} {100 * r['share']:>5.1f}%")
-    lines.append(f"total on {platform_key}: {total.median_ms:.4f} ms predicted "
+    lines.append(f"total on {platform_key}: {total.value_ms:.4f} ms predicted "
                  f"(interval {total.low_ms:.4f}-{total.high_ms:.4f} ms)")
     emit({"platform": platform_key, "layers": rows, "total": total.to_dict()}, as_json, "\n".join(lines))
 
@@ -625,6 +645,7 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
 @click.option("--auto-fit/--no-auto-fit", default=True, show_default=True,
               help="With no --predictor and no saved predictor for the platform: profile 300 layer samples, fit and "
                    "calibrate one first (about a minute on onnxruntime).")
+@ESTIMATOR_OPT
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
              mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, snapshots,
              retrain_snapshots, final_repeats, methods, auto_fit, max_size_mb):
@@ -807,13 +828,14 @@ def zoo_best(platform_key, latency_ms, speedup, index_url, predictor_path, hardw
               help="index.json of the zoo folder to publish into.")
 @click.option("--platform", "platform_key", default=None, help="Platform (default: the search's).")
 @DATA_OPT
-@click.option("--rounds", type=int, default=7, show_default=True)
+@click.option("--rounds", type=int, default=10, show_default=True)
 @click.option("--replace", is_flag=True, help="Replace an entry of the same name.")
 @click.option("--force", is_flag=True,
               help="Publish under the target's name even when the measured lower bound misses the target.")
 @click.option("--measured-name", is_flag=True,
               help="Name the entry after the measured speedup's lower bound (rounded down to 0.1x) instead of "
                    "the search's target: for a result whose target was missed on this platform or hardware.")
+@ESTIMATOR_OPT
 def zoo_publish(result_dir, index_path, platform_key, data, rounds, replace, force, measured_name):
     """Turn a search output (or a `compactnet train` baseline) folder into a zoo entry, measuring latency and top-1."""
     from compactnet.zoo import publish, publish_model

@@ -8,15 +8,23 @@ for one model):
 * every ONNX model compared is exported the same way (default-domain opset 17, IR version ≤ 10,
   as :func:`compactnet.export.export_onnx` writes); a model that is not is logged as a warning and
   the comparison records it (``export_ok=False`` with ``export_notes``);
-* the models are loaded (compiled) once, warmed up, then timed **interleaved** in the same process
-  in ``rounds`` (≥ 7) rounds. Each round visits the models in a freshly shuffled (seeded) order and
-  times ``runs`` back-to-back calls of each model (``interleave="block"``, the default);
-* a model's latency is the **median of its round medians**; its spread is the 25th-75th percentile
-  range of the round medians (the middle half of rounds, i.e. how much the figure moves with the
-  machine's state);
-* a speedup of model *i* is ``latency(first) / latency(i)``, with a 95 % **bootstrap interval over
-  rounds** (rounds resampled jointly for both models, since a round is one machine state);
-  a target speedup **is reached** when the interval's lower bound reaches it (:func:`reached`);
+* every model is loaded ``instances`` times (separate sessions: on the machines we measured, two
+  sessions of one model can differ by 1-6% for their whole life, from memory placement), warmed
+  up, then all sessions are timed **interleaved** in the same process in ``rounds`` (≥ 7) rounds
+  spread over at least ``window_s`` seconds (the machine's slow stretches last seconds). Each round
+  visits the sessions in a freshly shuffled (seeded) order and times ``runs`` back-to-back calls of
+  each (``interleave="block"``, the default);
+* a model's latency is the **minimum over a session's timed calls, median over its sessions**
+  (``estimator="min"``, the rule: interference only adds time, so the minimum repeats where the
+  median follows the machine's slow stretches; Chen & Revels 2016). ``estimator="median"`` (median
+  of round medians) is the rule before it. Every :class:`~compactnet.spec.Latency` also keeps the
+  median and 90th percentile of all calls, shown as "typical under load" and never compared;
+* a speedup of model *i* is ``latency(first) / latency(i)``, with a 95 % **bootstrap interval**:
+  rounds resampled jointly for all models (a round is one machine state) and each model's sessions
+  resampled, widened by the runtime's measured drift between comparisons minutes apart
+  (:data:`DRIFT_SD`, :func:`widen`); a target speedup **is reached** when the interval's lower bound reaches it
+  (:func:`reached`). ``benchmarks/repeatability_bench.py`` measures how well the figures repeat and
+  how often the intervals cover the figure pooled over repeated comparisons;
 * the load beyond our own process is measured during the timing window; above ``max_load``
   (0.5 CPU cores) the comparison is refused (``busy="refuse"``) or flagged (``busy="flag"``), never
   silently kept.
@@ -38,7 +46,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -46,7 +54,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from compactnet.errors import BusyError, MeasurementError, bad_value
-from compactnet.spec import Latency, Platform
+from compactnet.spec import DEFAULT_ESTIMATOR, ESTIMATORS, LEGACY_ESTIMATOR, Latency, Platform
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +90,8 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
                      interleave: str = "block", block_warmup: int = 1,
                      progress: Callable[[int, int], None] | None = None, shuffle: str = "round",
                      filler: Callable[[], None] | None = None, fill: str = "pass", warmup_by: str = "model",
-                     deadline: float | None = None) -> np.ndarray:
+                     deadline: float | None = None, window_s: float = 0.0,
+                     sleep: Callable[[float], None] = time.sleep) -> np.ndarray:
     """Time several callables interleaved in rounds.
 
     Each callable is first called ``warmup`` times (untimed). Then, in every round, the models are
@@ -114,6 +123,10 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
             (``warmup`` passes, each calling every model once in list order).
         deadline: ``time.monotonic()`` value after which :class:`JobTimeout` is raised; checked
             before every warm-up step, block and pass.
+        window_s: Spread the rounds over at least this many seconds: round ``r`` starts no earlier
+            than ``r * window_s / rounds`` after the first (the loop pauses when it is early), so that
+            one slow stretch of the machine (seconds long) cannot hold every round. 0: back to back.
+        sleep: The pause (a no-op or a virtual clock's advance in tests).
 
     Returns:
         Seconds, shape ``(len(fns), rounds, runs)``.
@@ -132,6 +145,8 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
                              ("fill", fill, FILL_MODES), ("warmup_by", warmup_by, WARMUP_MODES)):
         if v not in allowed:
             raise bad_value(name, "one of " + ", ".join(allowed), v)
+    if not window_s >= 0:
+        raise bad_value("window_s", "a non-negative number of seconds", window_s)
     rounds, runs, warmup, block_warmup = int(rounds), int(runs), int(warmup), int(block_warmup)
     n = len(fns)
     out = np.zeros((n, rounds, runs), dtype=np.float64)
@@ -152,7 +167,14 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
                 for fn in fns:
                     fn()
         per_pass = interleave == "run" and shuffle == "pass"
+        t_first = time.monotonic()
         for r in range(rounds):
+            if window_s > 0 and r > 0:
+                early = t_first + r * window_s / rounds - time.monotonic()
+                if early > 0:
+                    if deadline is not None:
+                        early = min(early, max(0.0, deadline - time.monotonic()))
+                    sleep(early)
             order = None if per_pass else rng.permutation(n)
             if interleave == "block":
                 for i in order:
@@ -190,6 +212,59 @@ def time_interleaved(fns: Sequence[Callable[[], None]], rounds: int = 7, runs: i
     return out * 1e-9
 
 
+def _check_estimator(estimator: str) -> str:
+    if estimator not in ESTIMATORS:
+        raise bad_value("estimator", "one of " + ", ".join(ESTIMATORS), estimator)
+    return estimator
+
+
+#: Environment variable naming the process's estimator (``min`` or ``median``).
+ESTIMATOR_ENV = "COMPACTNET_ESTIMATOR"
+_estimator_override: str | None = None
+
+
+def default_estimator() -> str:
+    """The estimator measurements use when none is given: :func:`set_default_estimator`'s, else
+    ``$COMPACTNET_ESTIMATOR``, else ``min`` (the rule).
+
+    Raises:
+        ConfigError: ``$COMPACTNET_ESTIMATOR`` names no estimator.
+    """
+    if _estimator_override is not None:
+        return _estimator_override
+    env = os.environ.get(ESTIMATOR_ENV)
+    if env:
+        if env not in ESTIMATORS:
+            raise bad_value(f"${ESTIMATOR_ENV}", "one of " + ", ".join(ESTIMATORS), env)
+        return env
+    return DEFAULT_ESTIMATOR
+
+
+def set_default_estimator(estimator: str | None) -> None:
+    """Set the process's estimator (the CLI's ``--estimator``); None goes back to the environment/rule."""
+    global _estimator_override
+    _estimator_override = None if estimator is None else _check_estimator(estimator)
+
+
+def round_figures(times: np.ndarray, estimator: str | None = None) -> np.ndarray:
+    """Each round's figure: its minimum (``min``) or median (``median``): ``(rounds, runs) -> (rounds,)``.
+
+    1-D input is taken as round figures already. ``estimator`` None: :func:`default_estimator`.
+    """
+    estimator = _check_estimator(estimator or default_estimator())
+    t = np.asarray(times, dtype=np.float64)
+    if t.ndim == 1:
+        return t
+    if t.ndim != 2:
+        raise bad_value("times", "an array of shape (rounds, runs) or (rounds,)", t.shape)
+    return t.min(axis=1) if estimator == "min" else np.median(t, axis=1)
+
+
+def _reduce(figures: np.ndarray, estimator: str, axis: int = -1) -> np.ndarray:
+    """The estimator over round figures: the minimum of round minima, or the median of round medians."""
+    return figures.min(axis=axis) if estimator == "min" else np.median(figures, axis=axis)
+
+
 def round_medians(times: np.ndarray) -> np.ndarray:
     """Median of each round: ``(rounds, runs) -> (rounds,)``; 1-D input is taken as round medians."""
     t = np.asarray(times, dtype=np.float64)
@@ -200,61 +275,115 @@ def round_medians(times: np.ndarray) -> np.ndarray:
     return np.median(t, axis=1)
 
 
-def summarise(times_model: np.ndarray) -> Latency:
+def _as_instances(times: np.ndarray, name: str) -> np.ndarray:
+    """Timings as ``(instances, rounds, runs)``: a ``(rounds, runs)`` array is one instance."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.ndim == 2:
+        t = t[None]
+    if t.ndim != 3 or t.size == 0:
+        raise bad_value(name, "a non-empty array of shape (rounds, runs) or (instances, rounds, runs)", t.shape)
+    return t
+
+
+def summarise(times_model: np.ndarray, estimator: str | None = None) -> Latency:
     """The protocol's latency of one model from its timings.
 
     Args:
-        times_model: Seconds, shape ``(rounds, runs)``.
+        times_model: Seconds, shape ``(rounds, runs)``, or ``(instances, rounds, runs)`` when the
+            model was loaded several times (separate sessions: a session's memory placement moves
+            its latency by a few percent, so the protocol times several and takes their median).
+        estimator: ``min`` (default): per instance, the minimum over its timed calls; ``median``:
+            per instance, the median of its round medians (the rule before the minimum). Either way
+            the model's figure is the median over its instances. None: :func:`default_estimator`.
 
     Returns:
-        :class:`~compactnet.spec.Latency` with ``median_ms`` = median of the round medians,
-        ``low_ms``/``high_ms`` = 25th/75th percentiles of the round medians (linear
-        interpolation), ``runs`` = timed calls in all, ``rounds`` = the round medians (ms).
+        :class:`~compactnet.spec.Latency` with ``value_ms`` = the estimator's figure, ``rounds`` =
+        the per-round figures (round minima or medians, median over instances, ms),
+        ``low_ms``/``high_ms`` = their 25th/75th percentiles, ``runs`` = timed calls in all, and
+        ``p50_ms``/``p90_ms`` = the median and 90th percentile of all timed calls (typical under
+        load; never used to compare).
     """
-    t = np.asarray(times_model, dtype=np.float64)
-    if t.ndim != 2 or t.size == 0:
-        raise bad_value("times_model", "a non-empty array of shape (rounds, runs)", t.shape)
-    med = round_medians(t) * 1e3
-    low, high = np.percentile(med, [25, 75])
-    return Latency(float(np.median(med)), float(low), float(high), int(t.size), tuple(med.tolist()))
+    t = _as_instances(times_model, "times_model")
+    estimator = _check_estimator(estimator or default_estimator())
+    per_round = np.stack([round_figures(ti, estimator) for ti in t]) * 1e3  # (instances, rounds)
+    value = float(np.median(_reduce(per_round, estimator, axis=1)))
+    fig = np.median(per_round, axis=0)
+    low, high = np.percentile(fig, [25, 75])
+    p50, p90 = np.percentile(t, [50, 90]) * 1e3
+    return Latency(value, float(low), float(high), int(t.size), tuple(fig.tolist()),
+                   estimator=estimator, p50_ms=float(p50), p90_ms=float(p90))
+
+
+def _boot_figures(per_round: np.ndarray, rounds_idx: np.ndarray, inst_idx: np.ndarray, estimator: str) -> np.ndarray:
+    """Bootstrap figures of one model: per-round figures ``(instances, rounds)`` resampled by round
+    (``(n_boot, rounds)`` indices) and by instance (``(n_boot, instances)``), reduced by the estimator
+    per instance and by the median over instances."""
+    per_inst = _reduce(per_round[:, rounds_idx], estimator, axis=2)  # (instances, n_boot)
+    picked = np.take_along_axis(per_inst.T, inst_idx, axis=1)  # (n_boot, instances)
+    return np.median(picked, axis=1)
 
 
 def bootstrap_ratio(a_rounds: np.ndarray, b_rounds: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                    level: float = 0.95, paired: bool | None = None) -> tuple[float, float, float]:
-    """Ratio ``median(a) / median(b)`` of round medians with a percentile-bootstrap interval.
+                    level: float = 0.95, paired: bool | None = None,
+                    estimator: str | None = None) -> tuple[float, float, float]:
+    """Ratio ``est(a) / est(b)`` of two models' figures with a percentile-bootstrap interval.
 
-    With ``a`` the baseline and ``b`` a faster model this is ``b``'s speedup over ``a``.
+    With ``a`` the baseline and ``b`` a faster model this is ``b``'s speedup over ``a``. Rounds are
+    resampled (jointly for both models when paired: rounds taken at the same time share the
+    machine state) and, with several instances per model, instances too (each model's own: the
+    session-to-session differences are part of the uncertainty). Under ``min`` a resample's figure
+    is the minimum of its resampled round minima, under ``median`` the median of its round medians,
+    then the median over instances. The coverage of these intervals on repeated comparisons is
+    measured by ``benchmarks/repeatability_bench.py``.
 
     Args:
-        a_rounds: Round medians of the numerator model (``(rounds,)``), or its ``(rounds, runs)``
-            timings (reduced to round medians).
+        a_rounds: The numerator model's round figures ``(rounds,)``, its timings ``(rounds, runs)``,
+            or its instances' timings ``(instances, rounds, runs)``.
         b_rounds: Same for the denominator model.
         n_boot: Bootstrap resamples.
         seed: Seed of the resampling.
         level: Coverage of the interval.
-        paired: Resample the same round indices for both (rounds taken at the same time share the
-            machine state). Default: paired when both have the same number of rounds.
+        paired: Resample the same round indices for both. Default: paired when both have the same
+            number of rounds.
+        estimator: ``min`` or ``median`` (None: :func:`default_estimator`).
 
     Returns:
         ``(ratio, low, high)``.
     """
-    a, b = round_medians(a_rounds), round_medians(b_rounds)
-    if a.size == 0 or b.size == 0:
-        raise bad_value("rounds", "at least one round per model", (a.size, b.size))
+    estimator = _check_estimator(estimator or default_estimator())
+    fa, fb = (np.atleast_2d(_per_round(x, estimator)) for x in (a_rounds, b_rounds))
+    if fa.size == 0 or fb.size == 0:
+        raise bad_value("rounds", "at least one round per model", (fa.size, fb.size))
     if not 0 < level < 1:
         raise bad_value("level", "a coverage between 0 and 1, e.g. 0.95", level)
+    ra, rb = fa.shape[1], fb.shape[1]
     if paired is None:
-        paired = a.size == b.size
-    if paired and a.size != b.size:
+        paired = ra == rb
+    if paired and ra != rb:
         raise bad_value("paired", "False when the models have different numbers of rounds", paired)
-    ratio = float(np.median(a) / np.median(b))
+    ratio = float(np.median(_reduce(fa, estimator, axis=1)) / np.median(_reduce(fb, estimator, axis=1)))
     rng = np.random.default_rng(seed)
-    ia = rng.integers(0, a.size, (int(n_boot), a.size))
-    ib = ia if paired else rng.integers(0, b.size, (int(n_boot), b.size))
-    boots = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
+    n_boot = int(n_boot)
+    ia = rng.integers(0, ra, (n_boot, ra))
+    ib = ia if paired else rng.integers(0, rb, (n_boot, rb))
+    ka = rng.integers(0, fa.shape[0], (n_boot, fa.shape[0]))
+    kb = rng.integers(0, fb.shape[0], (n_boot, fb.shape[0]))
+    boots = _boot_figures(fa, ia, ka, estimator) / _boot_figures(fb, ib, kb, estimator)
     alpha = (1 - level) / 2
     low, high = np.quantile(boots, [alpha, 1 - alpha])
     return ratio, float(low), float(high)
+
+
+def _per_round(x: np.ndarray, estimator: str) -> np.ndarray:
+    """Round figures ``(instances, rounds)`` of 1-D round figures, 2-D timings or 3-D instance timings."""
+    t = np.asarray(x, dtype=np.float64)
+    if t.ndim == 1:
+        return t[None]
+    if t.ndim == 2:
+        return round_figures(t, estimator)[None]
+    if t.ndim == 3:
+        return np.stack([round_figures(ti, estimator) for ti in t])
+    raise bad_value("rounds", "round figures, (rounds, runs) or (instances, rounds, runs) timings", t.shape)
 
 
 # ----- machine load -----------------------------------------------------------------------------------
@@ -369,6 +498,69 @@ def loadavg_1min() -> float:
 
 
 # ----- comparison ------------------------------------------------------------------------------------
+#: Seconds over which a comparison spreads its rounds, per runtime: the machine's slow stretches last
+#: seconds, so rounds taken within one second can all fall into one of them (DESIGN's facts: 7 x 20
+#: calls in about a second moved the minimum 3-6%). Checked with ``benchmarks/repeatability_bench.py
+#: --window S --instances K`` (README, "How latency is measured").
+WINDOW_S: dict[str, float] = {"ort": 3.0, "openvino": 3.0, "ncnn": 3.0, "torch": 3.0, "synthetic": 0.0}
+#: Window of a runtime not in :data:`WINDOW_S`.
+DEFAULT_WINDOW_S = 3.0
+#: Instances (separate sessions) per model a comparison loads and times side by side, per runtime:
+#: the same model in two sessions can differ by several percent for the whole session (memory
+#: placement), which no number of calls to one session averages out. Measured as above: on machine C
+#: three sessions of one network, timed in one window, spread by 0.6-0.8% (median) and up to 6%.
+INSTANCES: dict[str, int] = {"ort": 3, "openvino": 3, "ncnn": 3, "torch": 3, "synthetic": 1}
+DEFAULT_INSTANCES = 3
+
+
+def default_instances(platform: Platform | str) -> int:
+    """The protocol's instances per model for a platform or platform key."""
+    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
+    return INSTANCES.get(plat.runtime, DEFAULT_INSTANCES)
+
+
+#: Relative standard deviation of a speedup between comparisons minutes apart that the bootstrap over
+#: one comparison's rounds and sessions does not see (the machine's speed drifts over minutes, and not
+#: equally for every network), per runtime and estimator. It is added to every speedup interval in
+#: quadrature (:func:`widen`). Measured on machine C (Intel Xeon, session 5) by
+#: ``benchmarks/repeatability_bench.py`` (120 networks measured twice; its ``drift`` line re-estimates
+#: it on any machine; ``--pairs`` mode checks the coverage). Without it the stated 95% intervals covered
+#: 77-85% of 60 repeated comparisons per runtime there. The ``min`` values are the larger of the two
+#: runs' estimates (120 networks twice: 1.5 / 0.9 / 1.1%; 4 pairs x 15: 1.4 / 1.3 / 1.45%).
+DRIFT_SD: dict[tuple[str, str], float] = {
+    ("ort", "min"): 0.015, ("openvino", "min"): 0.013, ("ncnn", "min"): 0.015,
+    ("ort", "median"): 0.019, ("openvino", "median"): 0.012, ("ncnn", "median"): 0.022,
+    ("synthetic", "min"): 0.0, ("synthetic", "median"): 0.0}
+#: Drift of a runtime and estimator not in :data:`DRIFT_SD` (the largest ``min`` figure above).
+DEFAULT_DRIFT_SD = 0.015
+
+
+def default_drift(platform: Platform | str, estimator: str | None = None) -> float:
+    """The protocol's between-comparison drift (relative sd) for a platform and estimator."""
+    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
+    return DRIFT_SD.get((plat.runtime, estimator or default_estimator()), DEFAULT_DRIFT_SD)
+
+
+def widen(ratio: float, low: float, high: float, drift_sd: float, level: float = 0.95) -> tuple[float, float, float]:
+    """A bootstrap interval widened by a drift term: each side's log half-width and ``z * drift_sd``
+    are added in quadrature (``z`` the normal quantile of ``level``); the interval's asymmetry is kept."""
+    if not drift_sd > 0 or not ratio > 0:
+        return ratio, low, high
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    zd = z * float(drift_sd)
+    lo = ratio * math.exp(-math.hypot(math.log(ratio / low), zd)) if low > 0 else low
+    hi = ratio * math.exp(math.hypot(math.log(high / ratio), zd)) if high > 0 else high
+    return ratio, float(lo), float(hi)
+
+
+def default_window(platform: Platform | str) -> float:
+    """The protocol's round window (seconds) for a platform or platform key."""
+    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
+    return WINDOW_S.get(plat.runtime, DEFAULT_WINDOW_S)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Models timed together by the protocol on one platform.
@@ -376,7 +568,8 @@ class Comparison:
     Attributes:
         platform: Where (with hardware and runtime version).
         names: Model names, the first being the baseline.
-        latencies: Each model's latency (median of round medians, IQR of round medians).
+        latencies: Each model's latency (the estimator's figure, IQR of the round figures, and the
+            median and 90th percentile of all calls as "typical under load").
         speedups: ``(ratio, low, high)`` of ``latency(first) / latency(i)`` with its bootstrap
             interval; ``(1, 1, 1)`` for the first model.
         load: CPU cores busy beyond our process (the larger of a short check before and the
@@ -395,6 +588,13 @@ class Comparison:
             opset 17, IR version <= 10); False when one was not (see ``export_notes``). Models that
             are not ONNX (specs timed by the synthetic runtime) are not checked.
         export_notes: One line per model that breaks the export rule, naming it and what it has.
+        estimator: ``min`` (the rule) or ``median``; comparisons recorded before the minimum rule
+            read ``median``.
+        window_s: Seconds over which the rounds were spread (0: back to back or unknown).
+        instances: Sessions per model timed side by side (1 for records before the field).
+        drift_sd: The drift term added to the speedup intervals (0: bootstrap alone).
+        times: The raw timings in seconds, ``(models, instances, rounds, runs)``, when asked for
+            with ``compare(..., keep_times=True)`` (not serialised).
     """
 
     platform: Platform
@@ -414,6 +614,11 @@ class Comparison:
     loadavg: float = math.nan
     export_ok: bool = True
     export_notes: tuple[str, ...] = ()
+    estimator: str = DEFAULT_ESTIMATOR
+    window_s: float = 0.0
+    instances: int = 1
+    drift_sd: float = 0.0
+    times: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
@@ -457,7 +662,8 @@ class Comparison:
                 "runs": self.runs, "warmup": self.warmup, "seed": self.seed, "interleave": self.interleave,
                 "level": self.level, "max_load": self.max_load, "loadavg": nan(self.loadavg),
                 "protocol_ok": self.protocol_ok, "export_ok": self.export_ok,
-                "export_notes": list(self.export_notes)}
+                "export_notes": list(self.export_notes), "estimator": self.estimator, "window_s": self.window_s,
+                "instances": self.instances, "drift_sd": self.drift_sd}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Comparison":
@@ -470,21 +676,27 @@ class Comparison:
                    int(d.get("runs", 40)), int(d.get("warmup", 10)), int(d.get("seed", 0)),
                    d.get("interleave", "block"), float(d.get("level", 0.95)),
                    float(d.get("max_load", MAX_LOAD)), un(d.get("loadavg")), bool(d.get("export_ok", True)),
-                   tuple(d.get("export_notes", ())))
+                   tuple(d.get("export_notes", ())), d.get("estimator", LEGACY_ESTIMATOR),
+                   float(d.get("window_s") or 0.0), int(d.get("instances", 1)), float(d.get("drift_sd") or 0.0))
 
     def table(self) -> str:
         """A plain-text table: latency, spread and speedup with its interval per model."""
         width = max(8, *(len(n) for n in self.names))
         state = f"load {self.load:.2f}" + (" BUSY (flagged)" if self.busy else "")
-        head = (f"{self.platform.describe()} · {self.rounds} rounds × {self.runs} runs · {state}"
+        head = (f"{self.platform.describe()} · {self.instances} instance(s) × {self.rounds} rounds × {self.runs} "
+                f"runs over {self.window_s:g} s"
+                f" · estimator {self.estimator} · {state}"
                 + ("" if self.rounds >= MIN_ROUNDS else f" · fewer than {MIN_ROUNDS} rounds")
                 + ("" if self.export_ok else " · NOT EXPORTED BY THE PROTOCOL: " + "; ".join(self.export_notes)))
         pct = int(round(self.level * 100))
-        lines = [head, f"{'model':<{width}}  {'median ms':>10}  {'IQR of rounds':>17}  speedup [{pct}% CI]"]
+        col = f"{self.estimator} ms"
+        lines = [head, f"{'model':<{width}}  {col:>10}  {'IQR of rounds':>17}  {'typical p50/p90 ms':>18}  "
+                       f"speedup [{pct}% CI]"]
         for name, lat, (r, lo, hi) in zip(self.names, self.latencies, self.speedups):
             iqr = f"{lat.low_ms:.4f}-{lat.high_ms:.4f}"
+            typ = f"{lat.p50_ms:.4f}/{lat.p90_ms:.4f}" if lat.p50_ms == lat.p50_ms else "n/a"
             sp = "1.00x (baseline)" if name == self.names[0] and r == 1.0 else f"{r:.2f}x [{lo:.2f}, {hi:.2f}]"
-            lines.append(f"{name:<{width}}  {lat.median_ms:>10.4f}  {iqr:>17}  {sp}")
+            lines.append(f"{name:<{width}}  {lat.value_ms:>10.4f}  {iqr:>17}  {typ:>18}  {sp}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -503,10 +715,12 @@ def _default_names(models: Sequence[Any]) -> list[str]:
     return names
 
 
-def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = None, rounds: int = 7,
-            runs: int = 40, warmup: int = 10, busy: str = "refuse", max_load: float = MAX_LOAD, seed: int = 0,
+def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = None, rounds: int = 10,
+            runs: int = 20, warmup: int = 10, busy: str = "refuse", max_load: float = MAX_LOAD, seed: int = 0,
             *, interleave: str = "block", level: float = 0.95, n_boot: int = 2000, check_window: float = 0.5,
-            progress: Callable[[int, int], None] | None = None) -> Comparison:
+            progress: Callable[[int, int], None] | None = None, estimator: str | None = None,
+            window_s: float | None = None, instances: int | None = None, drift_sd: float | None = None,
+            keep_times: bool = False) -> Comparison:
     """Time models together by the protocol and report latencies and speedups vs the first.
 
     Args:
@@ -528,6 +742,17 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
         n_boot: Bootstrap resamples.
         check_window: Seconds of the load check before loading and timing (0 skips it).
         progress: Called with (rounds done, rounds).
+        estimator: ``min`` (the rule: per session the minimum over its timed calls) or ``median``
+            (median of round medians: the old rule, for a dedicated device whose figures should
+            include its steady-state jitter); None: :func:`default_estimator`.
+        window_s: Seconds over which the rounds are spread (default: :func:`default_window` of the
+            platform's runtime).
+        instances: Sessions per model, timed side by side; a model's figure is the median over
+            them (default: :func:`default_instances` of the platform's runtime).
+        drift_sd: Between-comparison drift added to every speedup interval (:func:`widen`; default
+            :func:`default_drift` of the platform and estimator; 0 gives the bootstrap's alone).
+        keep_times: Keep the raw timings in :attr:`Comparison.times` (e.g. to reduce them by
+            both estimators).
 
     Returns:
         The :class:`Comparison`.
@@ -549,7 +774,13 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
     names = list(names) if names is not None else _default_names(models)
     if len(names) != len(models) or len(set(names)) != len(names):
         raise bad_value("names", f"{len(models)} distinct names, one per model", names)
+    estimator = _check_estimator(estimator or default_estimator())
     runner = platform if isinstance(platform, Runner) else get_runner(platform)
+    window_s = default_window(runner.platform) if window_s is None else float(window_s)
+    instances = default_instances(runner.platform) if instances is None else instances
+    if isinstance(instances, bool) or int(instances) != instances or instances < 1:
+        raise bad_value("instances", "a positive number of sessions per model", instances)
+    instances = int(instances)
     policy = busy if runner.apply_load_policy else "ignore"
     export_notes = [n for n in (_export_note(m, name) for m, name in zip(models, names)) if n]
     if export_notes:
@@ -566,7 +797,7 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
                 f"(limit {max_load:g}); stop the other CPU-heavy jobs (training, benchmarks) and measure "
                 f"again, or pass busy='flag' to keep a flagged measurement")
 
-    fns = [runner.load(m) for m in models]
+    fns = [runner.load(m) for m in models for _ in range(instances)]  # model-major, a new session each
 
     def attempt() -> tuple[np.ndarray, float, str]:
         pre = machine_load(window=check_window) if check_window > 0 and runner.apply_load_policy else math.nan
@@ -575,7 +806,7 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with LoadMonitor() as mon:
             times = time_interleaved(fns, rounds, runs, warmup, seed, runner.timer, interleave=interleave,
-                                     progress=progress)
+                                     progress=progress, window_s=window_s)
         during = mon.load
         check(during if not math.isnan(during) else 0.0, "during the measurement")
         return times, max(x for x in (pre, during, 0.0) if not math.isnan(x)), when
@@ -585,14 +816,16 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
     if is_busy and policy == "flag":
         log.warning("measurement on %s flagged: other processes kept %.2f CPU cores busy (limit %g); "
                     "do not publish these figures", runner.platform.key, load, max_load)
-    latencies = [summarise(t) for t in times]
-    base = np.median(times[0], axis=1)
-    speedups = [bootstrap_ratio(base, np.median(t, axis=1), n_boot=n_boot, seed=seed, level=level)
-                for t in times]
+    times = times.reshape(len(models), instances, *times.shape[1:])
+    latencies = [summarise(t, estimator) for t in times]
+    drift = default_drift(runner.platform, estimator) if drift_sd is None else float(drift_sd)
+    speedups = [widen(*bootstrap_ratio(times[0], t, n_boot=n_boot, seed=seed, level=level, estimator=estimator),
+                      drift, level) for t in times]
     speedups[0] = (1.0, 1.0, 1.0)
     return Comparison(runner.platform, tuple(names), tuple(latencies), tuple(speedups), float(load),
                       bool(is_busy), when, int(rounds), int(runs), int(warmup), int(seed), interleave,
-                      float(level), float(max_load), loadavg_1min(), not export_notes, tuple(export_notes))
+                      float(level), float(max_load), loadavg_1min(), not export_notes, tuple(export_notes),
+                      estimator, window_s, instances, drift, times if keep_times else None)
 
 
 #: How often a measurement refused because the machine was busy is taken again, and the pauses (s)
@@ -682,6 +915,7 @@ def reached(comparison: Comparison, index: int | str, target: float) -> bool:
     return comparison.protocol_ok and low >= target
 
 
-__all__ = ["time_interleaved", "JobTimeout", "round_medians", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
+__all__ = ["time_interleaved", "JobTimeout", "round_medians", "round_figures", "default_window", "ESTIMATORS",
+           "DEFAULT_ESTIMATOR", "default_estimator", "DRIFT_SD", "default_drift", "widen", "set_default_estimator", "WINDOW_S", "INSTANCES", "default_instances", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
            "LoadMonitor", "Comparison", "compare", "measure", "reached", "onnx_versions", "MIN_ROUNDS", "MAX_LOAD",
            "PROTOCOL_OPSET", "PROTOCOL_MAX_IR"]

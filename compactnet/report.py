@@ -594,10 +594,10 @@ def profile_html(path: str | Path) -> str:
     loads: dict[str, list[float]] = {}
     for m in measurements:
         label = _platform_label(m.platform.key, m.context)
-        by_platform.setdefault(label, {}).setdefault(m.layer.op, []).append(float(m.latency.median_ms))
+        by_platform.setdefault(label, {}).setdefault(m.layer.op, []).append(float(m.latency.value_ms))
         xs, ys = macs.setdefault(label, {}).setdefault(m.layer.op, ([], []))
         xs.append(float(m.layer.macs))
-        ys.append(float(m.latency.median_ms))
+        ys.append(float(m.latency.value_ms))
         if m.load == m.load:
             loads.setdefault(label, []).append(float(m.load))
     side = _side_json(folder)

@@ -711,9 +711,12 @@ class SyntheticRunner(Runner):
     """A seeded, deterministic pseudo-runtime for tests: latency from MACs and bytes, no sleeping.
 
     One call of a loaded model advances a virtual clock (:attr:`timer`) by
-    ``(overhead + macs / mac_rate + bytes / bandwidth) * noise``, where ``noise`` is log-normal with
-    ``sigma`` and, with probability ``burst_p``, an extra ``burst`` factor. The same seed and call
-    sequence give the same times. :meth:`expected_s` is the noise-free latency, for checking the
+    ``(overhead + macs / mac_rate + bytes / bandwidth) * noise``. ``noise`` is
+    ``exp(sigma * |z|)`` (one-sided: interference only adds time, as on the machines we measured;
+    ``two_sided=True`` gives ``exp(sigma * z)``), with probability ``burst_p`` an extra ``burst``
+    factor, and inside a slow stretch an extra ``stretch`` factor: a stretch starts at a call with
+    probability ``stretch_p`` and lasts ``stretch_calls`` calls (the CPU running slower for
+    seconds). The same seed and call sequence give the same times. :meth:`expected_s` is the noise-free latency, for checking the
     protocol's statistics. :meth:`run` delegates to onnxruntime (CPU) so accuracy code still works.
 
     Models may be ONNX (path, bytes, proto), a :class:`~compactnet.spec.LayerSpec` or a
@@ -727,13 +730,17 @@ class SyntheticRunner(Runner):
     def __init__(self, platform: Platform | str = "synthetic-cpu-fp32-t1", seed: int = 0,
                  overhead_s: float = 10e-6, mac_rate: float = 20e9, bandwidth: float = 10e9,
                  sigma: float = 0.03, burst_p: float = 0.0, burst: float = 1.5,
-                 apply_load_policy: bool = False):
+                 apply_load_policy: bool = False, two_sided: bool = False, stretch_p: float = 0.0,
+                 stretch_calls: int = 200, stretch: float = 1.5):
         super().__init__(platform)
         self.platform = replace(self.platform, hardware="synthetic")
         self.apply_load_policy = apply_load_policy
         self.seed = seed
         self.overhead_s, self.mac_rate, self.bandwidth = overhead_s, mac_rate, bandwidth
         self.sigma, self.burst_p, self.burst = sigma, burst_p, burst
+        self.two_sided = bool(two_sided)
+        self.stretch_p, self.stretch_calls, self.stretch = float(stretch_p), int(stretch_calls), float(stretch)
+        self._stretch_left = 0
         self._rng = np.random.default_rng(seed)
         self._now = 0
         self._lock = threading.Lock()
@@ -769,9 +776,15 @@ class SyntheticRunner(Runner):
 
         def infer() -> None:
             with self._lock:
-                factor = math.exp(self.sigma * self._rng.standard_normal())
+                z = self._rng.standard_normal()
+                factor = math.exp(self.sigma * (z if self.two_sided else abs(z)))
                 if self.burst_p and self._rng.random() < self.burst_p:
                     factor *= self.burst
+                if self._stretch_left == 0 and self.stretch_p and self._rng.random() < self.stretch_p:
+                    self._stretch_left = self.stretch_calls
+                if self._stretch_left:
+                    self._stretch_left -= 1
+                    factor *= self.stretch
                 self._now += max(1, int(round(base_ns * factor)))
                 self.calls += 1
 

@@ -364,35 +364,75 @@ def hardware_id() -> str:
 
 
 # ----- latency --------------------------------------------------------------------------------
+#: How a measured latency is reduced from its timed calls (DESIGN's measurement rule): ``min``, the
+#: minimum over all timed calls (the default: interference only ever adds time, so the minimum repeats),
+#: or ``median``, the median of the round medians (what a user sees on a busy device; the estimator of
+#: records written before the rule changed).
+ESTIMATORS = ("min", "median")
+DEFAULT_ESTIMATOR = "min"
+#: The estimator of a stored record that does not name one (every record before the minimum rule).
+LEGACY_ESTIMATOR = "median"
+
+
+def latency_ms(d: Mapping[str, Any]) -> float:
+    """The protocol's figure (ms) of a latency dict, new (``value_ms``) or legacy (``median_ms``).
+
+    Raises:
+        KeyError: Neither key is present.
+    """
+    return float(d["value_ms"] if "value_ms" in d else d["median_ms"])
+
+
 @dataclass(frozen=True)
 class Latency:
-    """A latency figure: median with spread, or a prediction with an interval.
+    """A latency figure: the protocol's estimate with its spread, or a prediction with an interval.
 
     Attributes:
-        median_ms: Median of round medians (or the predicted value), milliseconds.
-        low_ms: Lower end of the spread or interval.
-        high_ms: Upper end of the spread or interval.
+        value_ms: The protocol's figure in milliseconds: for a measurement, the ``estimator``'s value
+            (by default the minimum over all timed calls); for a prediction, the predicted value.
+        low_ms: Lower end of the spread (25th percentile of the per-round figures) or interval.
+        high_ms: Upper end of the spread (75th percentile of the per-round figures) or interval.
         runs: Timed runs behind the figure (0 for a prediction).
-        rounds: Round medians, milliseconds (empty for a prediction).
+        rounds: The per-round figures, milliseconds (round minima under ``min``, round medians under
+            ``median``; empty for a prediction).
         source: ``measured`` or ``predicted``.
+        estimator: How ``value_ms`` was reduced from the timed calls, one of :data:`ESTIMATORS`.
+        p50_ms: Median of all timed calls: typical latency under the load the device had (never used to
+            compare models; NaN when unknown).
+        p90_ms: 90th percentile of all timed calls (same use; NaN when unknown).
     """
 
-    median_ms: float
+    value_ms: float
     low_ms: float = math.nan
     high_ms: float = math.nan
     runs: int = 0
     rounds: tuple[float, ...] = ()
     source: str = "measured"
+    estimator: str = DEFAULT_ESTIMATOR
+    p50_ms: float = math.nan
+    p90_ms: float = math.nan
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounds", tuple(float(r) for r in self.rounds))
         if self.source not in ("measured", "predicted"):
             raise bad_value("source", "'measured' or 'predicted'", self.source)
+        if self.estimator not in ESTIMATORS:
+            raise bad_value("estimator", "one of " + ", ".join(ESTIMATORS), self.estimator)
+        for name in ("p50_ms", "p90_ms"):
+            v = getattr(self, name)
+            v = math.nan if v is None else float(v)
+            object.__setattr__(self, name, math.nan if math.isnan(v) else v)
 
     @property
     def spread(self) -> float:
-        """Relative spread (high - low) / median."""
-        return (self.high_ms - self.low_ms) / self.median_ms if self.median_ms else math.nan
+        """Relative spread (high - low) / value."""
+        return (self.high_ms - self.low_ms) / self.value_ms if self.value_ms else math.nan
+
+    def typical(self) -> str:
+        """``"typical under load: median X ms, p90 Y ms"`` (empty when the percentiles are unknown)."""
+        if math.isnan(self.p50_ms):
+            return ""
+        return f"typical under load: median {self.p50_ms:.3f} ms, p90 {self.p90_ms:.3f} ms"
 
     def to_dict(self) -> dict:
         """JSON-ready form (NaN written as null)."""
@@ -402,8 +442,15 @@ class Latency:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Latency":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        A record written before the minimum rule (``median_ms``, no ``estimator``) reads with
+        ``estimator="median"``: its figure was the median of round medians, and it stays labelled so.
+        """
         d = {k: (math.nan if v is None else v) for k, v in d.items()}
+        if "median_ms" in d and "value_ms" not in d:
+            d["value_ms"] = d.pop("median_ms")
+            d.setdefault("estimator", LEGACY_ESTIMATOR)
         return cls(**d)
 
 

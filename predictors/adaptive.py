@@ -66,7 +66,7 @@ class PredictorUncertainty:
             fold = rng.integers(0, 3, len(measurements))
             err = np.zeros(len(measurements))
             layers = [m.layer for m in measurements]
-            y = np.array([m.latency.median_ms for m in measurements])
+            y = np.array([m.latency.value_ms for m in measurements])
             for f in range(3):
                 tr = [m for m, k in zip(measurements, fold) if k != f]
                 te = np.flatnonzero(fold == f)
@@ -155,7 +155,7 @@ def adaptive_sample(profiler: Any, budget: int, network: Any = None, model: Pred
         rec: dict = {"samples": len(run.measurements), "model_used": len(run.measurements) - len(new) >= initial}
         if validation and len(run.measurements) >= initial:
             pred = LatencyPredictor(estimator=model.estimator, min_samples_per_kind=2).fit(run.measurements)
-            y = np.array([m.latency.median_ms for m in validation])
+            y = np.array([m.latency.value_ms for m in validation])
             p = pred.predict_layer_ms([m.layer for m in validation])
             rec.update(rmspe=rmspe(y, p), within10=within(y, p, 0.10))
         run.history.append(rec)

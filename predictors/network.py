@@ -143,7 +143,7 @@ class LatencyPredictor(BaseEstimator):
                         "more accurate", platform.key, "; ".join(hardware))
         self.platform_ = platform
         layers = [m.layer for m in measurements]
-        y = np.array([m.latency.median_ms for m in measurements], dtype=np.float64)
+        y = np.array([m.latency.value_ms for m in measurements], dtype=np.float64)
         raw = raw_matrix(layers)
         ok = np.isfinite(y) & (y >= 0)
         if not ok.all():
@@ -401,7 +401,7 @@ class LatencyPredictor(BaseEstimator):
         if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.floating)) or not (
                 math.isfinite(ridge) and ridge >= 0):
             raise bad_value("ridge", "a finite non-negative number", ridge)
-        y = np.array([m.median_ms if isinstance(m, Latency) else float(m) for m in measured_ms], dtype=np.float64)
+        y = np.array([m.value_ms if isinstance(m, Latency) else float(m) for m in measured_ms], dtype=np.float64)
         nets = [self._spec(n) for n in networks]
         if len(nets) != len(y) or not nets:
             raise bad_value("measured_ms", f"one latency per network ({len(nets)} networks)", f"{len(y)} values")
@@ -696,11 +696,28 @@ def load_samples(store: Any, platform_key: str, context: str | None = "rotation"
                             f"{context!r} (it has contexts: {', '.join(contexts)}); pass --context")
         have = ", ".join(sorted({r["key"] for r in rows})) or "none"
         raise DataError(f"sample store {store.path} has no samples for {platform_key} (it has: {have})")
+    ms = _one_estimator(ms, store.path, platform_key)
     if anchored:
         from compactnet.profilers.anchors import anchor_normalized
 
         ms = anchor_normalized(ms)
     return ms
+
+
+def _one_estimator(ms: list[Measurement], path: Any, platform_key: str) -> list[Measurement]:
+    """Samples of one estimator: where a store mixes the rule's ``min`` with older ``median`` samples,
+    the older ones are left out (with a warning): their figures are not on the same scale."""
+    from compactnet.measure import default_estimator
+
+    kinds = {m.latency.estimator for m in ms}
+    if len(kinds) < 2:
+        return ms
+    keep = default_estimator() if default_estimator() in kinds else "min"
+    left = sum(m.latency.estimator != keep for m in ms)
+    log.warning("sample store %s mixes %s samples measured with different estimators (%s); using the %d %s "
+                "ones and leaving out %d: re-profile to use them all", path, platform_key,
+                ", ".join(sorted(kinds)), len(ms) - left, keep, left)
+    return [m for m in ms if m.latency.estimator == keep]
 
 
 def predict_table(predictor: LatencyPredictor, network: NetworkSpec | str | Path) -> tuple[list[dict], Latency]:

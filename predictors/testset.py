@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from compactnet.errors import ConfigError, DataError, bad_value
+from compactnet.spec import latency_ms
 
 log = logging.getLogger(__name__)
 TESTSET_SEED = 91_017  # fixed before any tuning; never reused for sampling
@@ -376,7 +377,7 @@ def measure_testset(testset: TestSet | str | Path, platform: Any, results_path: 
         for i, lat, (speedup, lo, hi) in zip(ids, cmp.latencies[1:], cmp.speedups[1:]):
             # speedup = reference / network, so the network's ratio to the reference is its inverse
             res[i] = {**lat.to_dict(), "ratio": 1.0 / speedup, "ratio_low": 1.0 / hi if hi else None,
-                      "ratio_high": 1.0 / lo if lo else None, "reference_ms": ref_lat.median_ms, "chunk": name}
+                      "ratio_high": 1.0 / lo if lo else None, "reference_ms": ref_lat.value_ms, "chunk": name}
         chunk_log.append({"chunk": name, "ids": ids, "reference_id": ref.id, "reference": ref_lat.to_dict(),
                           "when": cmp.when, "load": None if cmp.load != cmp.load else cmp.load, "busy": cmp.busy,
                           "protocol_ok": cmp.protocol_ok})
@@ -394,7 +395,7 @@ def measure_testset(testset: TestSet | str | Path, platform: Any, results_path: 
 
 def load_results(results_path: str | Path, platform_key: str, normalized: bool = False,
                  reference_ms: float | None = None) -> dict[str, float]:
-    """``{network id: measured median ms}`` of a platform from a results file.
+    """``{network id: measured ms (the protocol.s figure)}`` of a platform from a results file.
 
     Args:
         results_path: The file :func:`measure_testset` writes.
@@ -412,7 +413,7 @@ def load_results(results_path: str | Path, platform_key: str, normalized: bool =
     keys = [k for k in d if not k.startswith("_")]
     if platform_key not in keys:
         raise bad_value("platform_key", "one of " + ", ".join(keys), platform_key)
-    out = {k: float(v["median_ms"]) for k, v in d[platform_key].items()}
+    out = {k: latency_ms(v) for k, v in d[platform_key].items()}
     if normalized:
         refs = _reference_figures(d, platform_key)
         if refs or reference_ms is not None:
@@ -423,7 +424,7 @@ def load_results(results_path: str | Path, platform_key: str, normalized: bool =
 
 def _reference_figures(results: dict, platform_key: str) -> list[float]:
     """The reference network's figure (ms) in each chunk of a parsed results file, in order."""
-    return [c["reference"]["median_ms"] for c in results.get(CHUNKS_KEY, {}).get(platform_key, [])]
+    return [latency_ms(c["reference"]) for c in results.get(CHUNKS_KEY, {}).get(platform_key, [])]
 
 
 def reference_figures(results_path: str | Path, platform_key: str) -> list[float]:

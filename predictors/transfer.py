@@ -247,7 +247,7 @@ def holdout_experiment(measurements: Mapping[str, Sequence[Measurement]], target
     for i, m in enumerate(pool):
         by_kind.setdefault(m.layer.op, []).append(i)
     test_layers: list[LayerSpec] = [m.layer for m in test]
-    y_test = np.array([m.latency.median_ms for m in test])
+    y_test = np.array([m.latency.value_ms for m in test])
     rows = []
     for size in sizes:
         acc: dict[str, list[tuple[float, ...]]] = {"no-transfer": [], "transfer": []}

@@ -65,7 +65,7 @@ def anchor_normalized(measurements: Sequence[Measurement]) -> list[Measurement]:
         if a:
             f = ref / m.anchor_ms
             lat = m.latency
-            lat = dataclasses.replace(lat, median_ms=lat.median_ms * f, low_ms=lat.low_ms * f,
+            lat = dataclasses.replace(lat, value_ms=lat.value_ms * f, low_ms=lat.low_ms * f,
                                       high_ms=lat.high_ms * f, rounds=tuple(r * f for r in lat.rounds))
             m = dataclasses.replace(m, latency=lat)
         out.append(m)

@@ -11,8 +11,9 @@ Following nn-Meter, a profiler is split in two halves:
   records, re-measures layers whose rounds disagree and records the machine's load.
 
 The protocol (DESIGN's measurement rule, :mod:`compactnet.measure`): at least 7 rounds after
-warm-up, a layer's latency is the median of its round medians, a spread per sample, the load
-average recorded, a busy machine refused (``busy="refuse"``) or the measurement flagged
+warm-up, a layer's latency is the minimum over its timed calls (``Protocol(estimator="median")``:
+the median of its round medians, the rule before), less the empty model's figure by the same
+estimator, a stability figure per sample, the load average recorded, a busy machine refused (``busy="refuse"``) or the measurement flagged
 (``busy="flag"``: kept, with its load, and logged).
 
 :class:`SyntheticProfiler` is a seeded, deterministic stand-in for tests, with a cost model that
@@ -33,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from compactnet.errors import BusyError, MeasurementError, bad_value
-from compactnet.spec import Latency, LayerSpec, Measurement, Platform, hardware_id
+from compactnet.spec import ESTIMATORS, Latency, LayerSpec, Measurement, Platform, hardware_id, latency_ms
 
 from compactnet.profilers.layers import layer_onnx, network_onnx, overhead_onnx
 from compactnet.profilers.timing import CONTEXTS, DEFAULT_ROTATION_BYTES, JobTimeout, cache_filler, time_layers
@@ -76,7 +77,9 @@ class Protocol:
         context: ``rotation`` (default), ``isolated`` or ``flush`` (:mod:`~compactnet.profilers.timing`).
         rotation_bytes: Bytes the cache-evicting pass writes once per rotation cycle, less what the
             batch's layers move themselves.
-        max_spread: Re-measure a layer whose round medians spread ((max - min) / median) above this.
+        max_spread: Re-measure a layer whose figure is unsettled above this (:func:`round_spread`:
+            under ``min``, how far the minima of the even and the odd rounds disagree; under
+            ``median``, how far the round medians spread).
         retries: Re-measurements at most; the attempt with the smallest spread is kept.
         max_load: Load average (beyond our own process) above which the machine is busy.
         busy: ``refuse`` (raise :class:`~compactnet.errors.MeasurementError`), ``flag`` (keep, log,
@@ -84,6 +87,8 @@ class Protocol:
         subtract_overhead: Subtract the per-call overhead of an empty model timed in the same loop.
         anchors: Time the fixed anchor layers (:mod:`compactnet.profilers.anchors`) in every batch
             and record their summed latency with each sample (``Measurement.anchor_ms``).
+        estimator: ``min`` (the rule) or ``median`` (:mod:`compactnet.measure`); the default is the
+            process's (:func:`compactnet.measure.default_estimator`).
     """
 
     rounds: int = 7
@@ -98,8 +103,15 @@ class Protocol:
     busy: str = "refuse"
     subtract_overhead: bool = True
     anchors: bool = True
+    estimator: str = ""
 
     def __post_init__(self) -> None:
+        from compactnet.measure import default_estimator
+
+        if not self.estimator:
+            object.__setattr__(self, "estimator", default_estimator())
+        if self.estimator not in ESTIMATORS:
+            raise bad_value("estimator", "one of " + ", ".join(ESTIMATORS), self.estimator)
         for name in _INT_FIELDS:  # a protocol also arrives as JSON from a client: check the types
             object.__setattr__(self, name, _as_int(name, getattr(self, name)))
         for name in _FLOAT_FIELDS:
@@ -149,27 +161,44 @@ def now_iso() -> str:
 
 
 def round_spread(lat: Latency) -> float:
-    """Relative spread of the round medians, (max - min) / median (0 with one round)."""
-    if len(lat.rounds) < 2 or not lat.median_ms:
+    """How unsettled a measured figure is (0 with fewer than two rounds).
+
+    Under ``min``: how far the minima of the even and of the odd rounds disagree, relative to the
+    figure (both halves span the whole window, so a settled minimum reads the same in each; slow
+    rounds do not count, since the minimum ignores them). Under ``median``: the relative spread of the
+    round medians, (max - min) / median.
+    """
+    r = np.asarray(lat.rounds, dtype=float)
+    if r.size < 2 or not lat.value_ms:
         return 0.0
-    return (max(lat.rounds) - min(lat.rounds)) / abs(lat.median_ms)
+    if lat.estimator == "min":
+        return float(abs(r[0::2].min() - r[1::2].min()) / abs(lat.value_ms))
+    return float((r.max() - r.min()) / abs(lat.value_ms))
 
 
-def latency_from_times(times: np.ndarray, overhead_s: np.ndarray | None = None) -> Latency:
-    """Turn one model's seconds ``(rounds, runs)`` into a :class:`Latency` (median of round medians).
+def latency_from_times(times: np.ndarray, overhead: Latency | None = None, estimator: str | None = None) -> Latency:
+    """Turn one model's seconds ``(rounds, runs)`` into a :class:`Latency` by the estimator.
 
     Args:
         times: Seconds, shaped ``(rounds, runs)``.
-        overhead_s: Per-round per-call overhead in seconds, shaped ``(rounds,)``, subtracted from
-            every run of its round; results are floored at :data:`MIN_LAYER_MS` (a layer cheaper
-            than the empty model's call stays a small positive figure, not 0).
+        overhead: The empty model's latency timed in the same loop (same estimator); its figure is
+            subtracted from the layer's and its round figures from the layer's round figures;
+            results are floored at :data:`MIN_LAYER_MS` (a layer cheaper than the empty model's
+            call stays a small positive figure, not 0).
+        estimator: ``min`` or ``median`` (None: the process default).
     """
     from compactnet.measure import summarise
 
-    t = np.asarray(times, np.float64)
-    if overhead_s is not None:
-        t = np.maximum(t - np.asarray(overhead_s, np.float64)[:, None], MIN_LAYER_MS * 1e-3)
-    return summarise(t)
+    lat = summarise(np.asarray(times, np.float64), estimator)
+    if overhead is None:
+        return lat
+    floor = lambda v: max(v, MIN_LAYER_MS)  # noqa: E731
+    rounds = [floor(r - o) for r, o in zip(lat.rounds, overhead.rounds)]
+    return dataclasses.replace(lat, value_ms=floor(lat.value_ms - overhead.value_ms),
+                               low_ms=floor(lat.low_ms - overhead.value_ms),
+                               high_ms=floor(lat.high_ms - overhead.value_ms), rounds=tuple(rounds),
+                               p50_ms=floor(lat.p50_ms - overhead.value_ms),
+                               p90_ms=floor(lat.p90_ms - overhead.value_ms))
 
 
 def judge_load(load: float, protocol: Protocol, what: str = "measurement") -> float:
@@ -193,7 +222,7 @@ def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
     """Runner half: compile and time ``models`` on ``runner`` with ``protocol``; JSON-ready result.
 
     The empty model of :func:`~compactnet.profilers.layers.overhead_onnx` is timed in the same
-    loop; its per-round median is subtracted from every run of every model (when
+    loop; its figure (same estimator) is subtracted from every model's figure (when
     ``protocol.subtract_overhead``).
 
     Args:
@@ -228,14 +257,14 @@ def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
     times = time_layers(fns + [overhead_fn], protocol.context, protocol.rounds, protocol.runs, protocol.warmup,
                         protocol.seed, filler=filler, timer=getattr(runner, "timer", time.perf_counter_ns),
                         deadline=deadline)
-    overhead_round = np.median(times[-1], axis=1)
-    sub = overhead_round if protocol.subtract_overhead else None
-    lats = [latency_from_times(times[i], sub) for i in range(len(models))]
+    overhead = latency_from_times(times[-1], estimator=protocol.estimator)
+    sub = overhead if protocol.subtract_overhead else None
+    lats = [latency_from_times(times[i], sub, protocol.estimator) for i in range(len(models))]
     load = monitor.stop()
     if runner.platform.runtime != "synthetic":  # a simulated clock is never disturbed by load
         judge_load(load, protocol, f"timing on {runner.platform.key}")
     return {"platform": runner.platform.to_dict(), "latencies": [l.to_dict() for l in lats],
-            "overhead": latency_from_times(times[-1]).to_dict(), "load": load,
+            "overhead": overhead.to_dict(), "load": load,
             "seconds": time.perf_counter() - t_start, "context": protocol.context}
 
 
@@ -284,8 +313,8 @@ class Profiler(abc.ABC):
                 protocol: Protocol | None = None) -> list[Measurement]:
         """Measure ``layers`` (timed together, in one rotation) with the protocol.
 
-        Layers whose round medians disagree by more than ``protocol.max_spread`` are re-measured
-        (together) up to ``protocol.retries`` times; the attempt with the smallest spread is kept.
+        Layers whose figure is unsettled by more than ``protocol.max_spread`` (:func:`round_spread`)
+        are re-measured (together) up to ``protocol.retries`` times; the most settled attempt is kept.
 
         Args:
             layers: Layer configurations.
@@ -312,8 +341,8 @@ class Profiler(abc.ABC):
             bad = [i for i, l in enumerate(lats) if round_spread(l) > proto.max_spread]
             if not bad:
                 break
-            log.info("re-measuring %d layer(s) whose rounds disagree (spread > %.0f%%)", len(bad),
-                     100 * proto.max_spread)
+            log.info("re-measuring %d layer(s) whose figure is unsettled (> %.0f%% between halves of the rounds)",
+                     len(bad), 100 * proto.max_spread)
             again, load2, overhead2, anchor2 = self._time_anchored([layers[i] for i in bad],
                                                                    proto.replace(seed=proto.seed + attempt + 1))
             for i, lat in zip(bad, again):
@@ -321,8 +350,9 @@ class Profiler(abc.ABC):
                     lats[i], loads[i], overheads[i], anchor_ms[i] = lat, load2, overhead2, anchor2
         for layer, lat in zip(layers, lats):
             if round_spread(lat) > proto.max_spread:
-                log.warning("%s on %s: round medians still spread %.0f%% after %d re-measure(s)", layer.name,
-                            self.platform.key, 100 * round_spread(lat), proto.retries)
+                log.warning("%s on %s: %s still unsettled by %.0f%% after %d re-measure(s)", layer.name,
+                            self.platform.key, "minimum" if lat.estimator == "min" else "round medians",
+                            100 * round_spread(lat), proto.retries)
         when = now_iso()
         if not proto.subtract_overhead:  # the figures include the call overhead: nothing to add back
             overheads = [math.nan] * len(layers)
@@ -344,7 +374,7 @@ class Profiler(abc.ABC):
         extra = [a for a in anchors if a.key() not in keys]  # an anchor already in the batch is timed once
         lats, load, overhead = self._time_retrying(layers + extra, proto)
         by_key = {l.key(): lat for l, lat in zip(layers + extra, lats)}
-        return lats[:len(layers)], load, overhead, float(sum(by_key[a.key()].median_ms for a in anchors))
+        return lats[:len(layers)], load, overhead, float(sum(by_key[a.key()].value_ms for a in anchors))
 
     def _time_retrying(self, layers: list[LayerSpec], proto: Protocol) -> tuple:
         """:meth:`time_layers`, timed again after a pause when the machine was busy (nothing busy is kept)."""
@@ -375,7 +405,7 @@ def _timed(result: Sequence[Any]) -> tuple[list[Latency], float, float]:
 def timing_result(res: Mapping[str, Any]) -> tuple[list[Latency], float, float]:
     """Latencies, load and overhead (median ms, NaN if absent) of a :func:`run_timing_job` result."""
     oh = res.get("overhead") or {}
-    overhead = oh.get("median_ms") if isinstance(oh, Mapping) else None
+    overhead = latency_ms(oh) if isinstance(oh, Mapping) and oh else None
     return ([Latency.from_dict(d) for d in res["latencies"]], float(res["load"]),
             math.nan if overhead is None else float(overhead))
 
@@ -486,13 +516,17 @@ class SyntheticProfiler(Profiler):
         return 0.0 if protocol.subtract_overhead else self.overhead_ms
 
     def _latency(self, base_ms: float, protocol: Protocol) -> Latency:
+        """Round figures around ``base_ms``: two-sided log-normal noise under ``median``; under ``min``
+        one-sided (interference only adds time), so that the minimum of the rounds is near the cost."""
         if self.noise > 0:
-            rounds = base_ms * np.exp(self._rng.normal(0.0, self.noise, protocol.rounds))
+            z = self._rng.normal(0.0, self.noise, protocol.rounds)
+            rounds = base_ms * np.exp(np.abs(z) if protocol.estimator == "min" else z)
         else:
             rounds = np.full(protocol.rounds, base_ms)
-        med = float(np.median(rounds))
-        q1, q3 = np.percentile(rounds, [25, 75])  # the protocol's spread: IQR of the round medians
-        return Latency(med, float(q1), float(q3), protocol.rounds * protocol.runs, tuple(float(r) for r in rounds))
+        value = float(rounds.min() if protocol.estimator == "min" else np.median(rounds))
+        q1, q3 = np.percentile(rounds, [25, 75])  # the protocol's spread: IQR of the round figures
+        return Latency(value, float(q1), float(q3), protocol.rounds * protocol.runs, tuple(float(r) for r in rounds),
+                       estimator=protocol.estimator)
 
     def time_layers(self, layers: Sequence[LayerSpec], protocol: Protocol) -> tuple[list[Latency], float, float]:
         out = []
@@ -548,7 +582,7 @@ def noise_floor(profiler: Profiler, layer: LayerSpec | None = None, repeats: int
     meds = []
     for i in range(int(repeats)):
         m = profiler.measure([layer], context=context, protocol=proto.replace(seed=proto.seed + i))[0]
-        meds.append(m.latency.median_ms)
+        meds.append(m.latency.value_ms)
     a = np.asarray(meds)
     med = float(np.median(a))
     q1, q3 = np.percentile(a, [25, 75])

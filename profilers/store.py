@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from compactnet.errors import CompactNetError, DataError, bad_value
-from compactnet.spec import LayerSpec, Measurement
+from compactnet.spec import LEGACY_ESTIMATOR, LayerSpec, Measurement, latency_ms
 
 from compactnet.profilers.base import now_iso
 
@@ -52,7 +52,7 @@ CREATE INDEX IF NOT EXISTS measurements_key ON measurements (platform_key, conte
 
 CSV_COLUMNS = ("id", "platform_key", "hardware", "runtime_version", "context", "op", "cin", "cout", "h", "w",
                "kernel", "stride", "padding", "groups", "expansion", "bn", "act", "bias", "residual",
-               "median_ms", "low_ms", "high_ms", "runs", "load", "measured_at", "stored_at", "run_id")
+               "value_ms", "estimator", "low_ms", "high_ms", "runs", "load", "measured_at", "stored_at", "run_id")
 
 
 def layer_key(layer: LayerSpec) -> str:
@@ -115,7 +115,7 @@ class SampleStore:
             measurements = [measurements]
         stored = now_iso()
         rows = [(m.platform.key, m.platform.hardware, m.platform.runtime_version, layer_key(m.layer), m.context,
-                 m.layer.op, float(m.latency.median_ms), None if m.load != m.load else float(m.load), m.when, stored, run_id,
+                 m.layer.op, float(m.latency.value_ms), None if m.load != m.load else float(m.load), m.when, stored, run_id,
                  json.dumps(m.to_dict(), allow_nan=True)) for m in measurements]
         if not rows:
             return 0
@@ -209,7 +209,7 @@ class SampleStore:
                         **{k: layer[k] for k in ("op", "cin", "cout", "h", "w", "groups", "expansion", "bn", "act",
                                                  "bias", "residual")},
                         **{k: "x".join(map(str, layer[k])) for k in ("kernel", "stride", "padding")},
-                        "median_ms": lat["median_ms"], "low_ms": lat.get("low_ms"), "high_ms": lat.get("high_ms"),
+                        "value_ms": latency_ms(lat), "estimator": lat.get("estimator", LEGACY_ESTIMATOR), "low_ms": lat.get("low_ms"), "high_ms": lat.get("high_ms"),
                         "runs": lat.get("runs"), "load": d.get("load"), "measured_at": d["when"],
                         "stored_at": stored, "run_id": run_id})
         return out

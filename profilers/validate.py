@@ -214,8 +214,8 @@ def _config_text(units: Sequence[LayerSpec]) -> str:
 def _relu_errors(ms: Sequence[Measurement], nets: Sequence[Any]) -> list[float]:
     out, total = [], 0.0
     for m, lat in zip(ms, nets):
-        total += m.latency.median_ms
-        out.append((total - lat.median_ms) / lat.median_ms if lat.median_ms else math.nan)
+        total += m.latency.value_ms
+        out.append((total - lat.value_ms) / lat.value_ms if lat.value_ms else math.nan)
     return out
 
 
@@ -272,7 +272,7 @@ def figure7(profiler: Profiler, config: Any = None, units: Sequence[LayerSpec] |
         units, context=context, protocol=profiler.protocol.replace(anchors=False))  # the units' own rotation
     prefixes = [units[: n + 1] for n in range(len(units))]
     nets = profiler.measure_networks(prefixes)
-    rows = [PrefixRow(n + 1, units[n].name, lat.median_ms, sum(m.latency.median_ms for m in ms[: n + 1]), err)
+    rows = [PrefixRow(n + 1, units[n].name, lat.value_ms, sum(m.latency.value_ms for m in ms[: n + 1]), err)
             for n, (m, lat, err) in enumerate(zip(ms, nets, _relu_errors(ms, nets)))]
     ctx = ms[0].context if ms else (context or profiler.protocol.context)
     if not fit:
@@ -290,8 +290,8 @@ def figure7(profiler: Profiler, config: Any = None, units: Sequence[LayerSpec] |
     raw_proto = profiler.protocol.replace(subtract_overhead=False, context=ctx, anchors=False)
     raw_ms = profiler.measure(units + held, protocol=raw_proto)
     raw_nets = profiler.measure_networks(prefixes + held_prefixes, protocol=raw_proto)
-    fit_unit = [m.latency.median_ms for m in raw_ms[: len(units)]]
-    fit_net = [l.median_ms for l in raw_nets[: len(units)]]
+    fit_unit = [m.latency.value_ms for m in raw_ms[: len(units)]]
+    fit_net = [l.value_ms for l in raw_nets[: len(units)]]
     comp = Composition.fit(fit_unit, fit_net, platform=profiler.platform.key, context=ctx, loss=loss)
     n_fit = tuple(range(1, len(units) + 1))
     in_sample = CompositionCheck("in-sample", _config_text(units), n_fit, tuple(fit_unit), tuple(fit_net),
@@ -299,8 +299,8 @@ def figure7(profiler: Profiler, config: Any = None, units: Sequence[LayerSpec] |
                                  tuple(r.error for r in rows))
     held_out = None
     if held:
-        h_unit = [m.latency.median_ms for m in raw_ms[len(units):]]
-        h_net = [l.median_ms for l in raw_nets[len(units):]]
+        h_unit = [m.latency.value_ms for m in raw_ms[len(units):]]
+        h_net = [l.value_ms for l in raw_nets[len(units):]]
         relu: tuple[float, ...] = ()
         if holdout_relu:
             relu = tuple(_relu_errors(profiler.measure(held, context=ctx), profiler.measure_networks(held_prefixes)))

@@ -166,7 +166,7 @@ class Measured:
     """Original vs trimmed, measured by the protocol.
 
     Attributes:
-        original_ms: Original network's latency (median of round medians).
+        original_ms: Original network's latency (the protocol's estimator).
         trimmed_ms: Trimmed network's latency.
         speedup: original / trimmed.
         low: Lower end of the speedup's 95% bootstrap interval.
@@ -194,7 +194,7 @@ class Measured:
 MeasureFn = Callable[[nn.Module, nn.Module, float], Measured]
 
 
-def protocol_measure(platform: Any, rounds: int = 7, input_shape: Sequence[int] = (1, 3, 32, 32),
+def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int] = (1, 3, 32, 32),
                      busy: str = "refuse") -> MeasureFn:
     """A measuring function comparing two models by DESIGN's protocol on ``platform``.
 
@@ -207,7 +207,7 @@ def protocol_measure(platform: Any, rounds: int = 7, input_shape: Sequence[int] 
 
         files = [export_onnx(m, input_shape=input_shape).onnx_bytes for m in (original, trimmed)]
         comp = protocol.compare(files, platform, names=["original", "trimmed"], rounds=rounds, busy=busy)
-        lat = [getattr(l, "median_ms", l) for l in comp.latencies]
+        lat = [getattr(l, "value_ms", l) for l in comp.latencies]
         ratio, low, high = comp.speedups[1]
         reached = bool(protocol.reached(comp, 1, target))
         detail = comp.to_dict() if hasattr(comp, "to_dict") else {}

@@ -269,7 +269,7 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
             from compactnet.export import export_onnx
 
             ref = protocol.compare([export_onnx(original, input_shape=entry.input_shape).onnx_bytes], plat,
-                                   rounds=pre.rounds, busy=busy).latencies[0].median_ms
+                                   rounds=pre.rounds, busy=busy).latencies[0].value_ms
         else:
             ref = float(as_latency_model(latency).predict_many([network_spec_from_torch(original)])[0])
         t_final = ref / latency_ms

@@ -79,6 +79,12 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
         return str(v)
 
 
+def _estimator(meas: Mapping[str, Any]) -> str:
+    """The estimator of a report's final measurement (``median`` for reports before the minimum rule)."""
+    detail = meas.get("detail") if isinstance(meas.get("detail"), Mapping) else {}
+    return str(detail.get("estimator") or ("median" if meas else "-"))
+
+
 def _comparison_lines(meas: Mapping[str, Any]) -> list[str]:
     """The final decision's repeated comparisons (drift guard), one line each."""
     comps = meas.get("comparisons") if isinstance(meas, Mapping) else None
@@ -151,7 +157,8 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, 
         "| | original | trimmed |",
         "|---|---|---|",
         f"| predicted latency (ms) | {_fmt(pred.get('original_ms'))} | {_fmt(pred.get('trimmed_ms'))} |",
-        f"| measured latency (ms) | {_fmt(meas.get('original_ms'))} | {_fmt(meas.get('trimmed_ms'))} |",
+        f"| measured latency (ms, {_estimator(meas)}) | {_fmt(meas.get('original_ms'))} | "
+        f"{_fmt(meas.get('trimmed_ms'))} |",
         f"| validation top-1 (%) | {_fmt(r.get('original', {}).get('val_top1'), '.2f')} | "
         f"{_fmt(r.get('trimmed', {}).get('val_top1'), '.2f')} |",
         f"| test top-1 (%) | {_fmt(r.get('original', {}).get('test_top1'), '.2f')} | "

@@ -61,7 +61,8 @@ def render_catalogue(index: ZooIndex, title: str = "CompactNet model zoo") -> st
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>",
              f"<p class='note'>{len(index)} entries; generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. "
-             "Latency: median of round medians, batch 1, one thread, measured interleaved with the untrimmed "
+             "Latency: the protocol's estimator (min: minimum over timed calls, median over sessions; entries "
+             "labelled median predate that rule), batch 1, one thread, measured interleaved with the untrimmed "
              "baseline; speedup with its 95% bootstrap interval. Pull a model with "
              "<code>compactnet zoo pull NAME --index URL-of-index.json</code>.</p>"]
     png = plot_png(index)

@@ -262,8 +262,8 @@ class Metrics:
 
     @property
     def latency_ms(self) -> float | None:
-        """Measured median latency, ms."""
-        return self.latency.median_ms if self.latency is not None else None
+        """Measured latency (the card's estimator), ms."""
+        return self.latency.value_ms if self.latency is not None else None
 
     def to_dict(self) -> dict:
         """JSON-ready form (NaN as null)."""

@@ -10,14 +10,18 @@ __all__ = ["format_table", "format_entry", "format_latency", "format_speedup", "
 
 
 def format_latency(entry: ZooEntry) -> str:
-    """Measured median latency with its spread, e.g. ``0.612 ms [0.601-0.630]``; ``-`` if none."""
+    """Measured latency with its spread and estimator, e.g. ``0.612 ms [0.601-0.630] min``; ``-`` if none.
+
+    Entries published before the minimum rule read ``median``: their figure is a median of round
+    medians and is not comparable with a ``min`` figure.
+    """
     lat = entry.metrics.latency
     if lat is None:
         return "-"
-    text = f"{lat.median_ms:.3f} ms"
+    text = f"{lat.value_ms:.3f} ms"
     if lat.low_ms == lat.low_ms and lat.high_ms == lat.high_ms:  # not NaN
         text += f" [{lat.low_ms:.3f}-{lat.high_ms:.3f}]"
-    return text
+    return text + f" {lat.estimator}"
 
 
 def format_speedup(entry: ZooEntry) -> str:
@@ -71,7 +75,7 @@ def format_entry(entry: ZooEntry) -> str:
         f"  speedup        {format_speedup(entry)}" + (f" vs {m.baseline}" if m.baseline else ""),
     ]
     if m.predicted_latency is not None:
-        lines.append(f"  predicted      {m.predicted_latency.median_ms:.3f} ms")
+        lines.append(f"  predicted      {m.predicted_latency.value_ms:.3f} ms")
     lines += [
         f"  input          {inp.name} {list(inp.shape)} {inp.dtype} {inp.layout} {inp.color}, pixels scaled to "
         f"[{inp.value_range[0]:g}, {inp.value_range[1]:g}], mean {list(inp.mean)}, std {list(inp.std)}",

@@ -89,7 +89,7 @@ LatencyFn = Callable[[Path, "Path | None", str], LatencyResult]
 AccuracyFn = Callable[[Any], AccuracyResult]
 
 
-def protocol_latency(rounds: int = 7, **kwargs: Any) -> LatencyFn:
+def protocol_latency(rounds: int = 10, **kwargs: Any) -> LatencyFn:
     """The default latency measurer: :func:`compactnet.measure.compare`, baseline first.
 
     A comparison taken on a busy machine is refused (``compare`` raises by default; a flagged one
@@ -336,7 +336,7 @@ def _network(arch: str, channels: Any) -> NetworkSpec | None:
 
 def _predicted(report: Mapping[str, Any]) -> Latency | None:
     v = _first(report, "predicted_latency")
-    if isinstance(v, Mapping) and "median_ms" in v:
+    if isinstance(v, Mapping) and ("value_ms" in v or "median_ms" in v):
         return Latency.from_dict({**v, "source": "predicted"})
     v = _first(report, "predicted.trimmed_ms", "predicted_latency_ms")
     return Latency(float(v), source="predicted") if isinstance(v, (int, float)) and not isinstance(v, bool) else None
@@ -367,7 +367,7 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
                   target_speedup: float | None = None, dataset: str = "cifar10",
                   baseline_onnx: str | os.PathLike | None = None,
                   measure_latency: LatencyFn | None = None, measure_accuracy: AccuracyFn | None = None,
-                  data: str | os.PathLike | None = None, rounds: int = 7, predictor: Any = None,
+                  data: str | os.PathLike | None = None, rounds: int = 10, predictor: Any = None,
                   predicted_latency: Latency | None = None, val_top1: float | None = None,
                   license: str = "Apache-2.0", command: str = "", publish_command: str = "", source: str = "",
                   layout: str = "name", replace_existing: bool = False, catalogue: bool = True,

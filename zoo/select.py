@@ -5,7 +5,7 @@ decide. Otherwise (DESIGN's platform rule) every entry is ranked by that platfor
 predictor — the latency of each entry's network and of its untrimmed architecture — and the
 result says the figures are predicted.
 
-Budgets: ``latency_ms`` is met when the measured (or predicted) median is at most the budget;
+Budgets: ``latency_ms`` is met when the measured (or predicted) latency is at most the budget;
 ``speedup`` is met, for measured entries, when the lower end of the speedup's 95% interval
 reaches it (DESIGN: a target "is reached" when the interval's lower bound is), and for predicted
 figures when the predicted ratio does. With both, both must hold; with neither, the most accurate
@@ -119,7 +119,7 @@ def _resolve_predictor(predictor: Any) -> Callable[[Any], Latency]:
 
 
 def _as_ms(value: Any) -> float:
-    return float(value.median_ms if isinstance(value, Latency) else value)
+    return float(value.value_ms if isinstance(value, Latency) else value)
 
 
 def _meets(latency: float | None, low: float | None, latency_ms: float | None, speedup: float | None) -> bool:

@@ -27,7 +27,7 @@ def bench():
 
 def test_layer_split_is_by_configuration(bench, train_a):
     from compactnet.profilers.store import layer_key
-    repeats = [replace(m, latency=replace(m.latency, median_ms=1.01 * m.latency.median_ms)) for m in train_a]
+    repeats = [replace(m, latency=replace(m.latency, value_ms=1.01 * m.latency.value_ms)) for m in train_a]
     train, test = bench.split_by_config(list(train_a) + repeats, 0.2, np.random.default_rng(0))
     assert len(train) + len(test) == 2 * len(train_a)
     tr, te = {layer_key(m.layer) for m in train}, {layer_key(m.layer) for m in test}
@@ -120,7 +120,7 @@ def test_anchor_effect_finds_a_drift_common_to_layers_and_anchors(bench, train_a
 
     rng = np.random.default_rng(0)
     drift = np.exp(rng.normal(0, 0.3, len(train_a)))  # the machine's speed per sample's batch
-    ms = [rep(m, latency=rep(m.latency, median_ms=m.latency.median_ms * d), anchor_ms=0.05 * d)
+    ms = [rep(m, latency=rep(m.latency, value_ms=m.latency.value_ms * d), anchor_ms=0.05 * d)
           for m, d in zip(train_a, drift)]
     a = bench.anchor_effect(ms, fast=True)
     assert a["n"] == len(ms) and a["anchor_log_sd"] == pytest.approx(0.3, abs=0.05)

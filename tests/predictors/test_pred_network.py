@@ -18,7 +18,7 @@ def test_batched_equals_per_network(predictor_a):
     base = toy_network()
     cfgs = _variants(60)
     nets = [base.with_channels(c) for c in cfgs]
-    one = np.array([predictor_a.predict(n).median_ms for n in nets])
+    one = np.array([predictor_a.predict(n).value_ms for n in nets])
     many = predictor_a.predict_many(nets)
     direct = predictor_a.predict_configs(base, cfgs)
     arr = predictor_a.predict_configs(base, np.array([[c[g] for g in base.trimmable_groups] for c in cfgs]))
@@ -28,10 +28,10 @@ def test_batched_equals_per_network(predictor_a):
 
 def test_predict_gives_a_predicted_latency_with_interval_and_table(predictor_a):
     lat = predictor_a.predict(toy_network())
-    assert lat.source == "predicted" and lat.low_ms <= lat.median_ms <= lat.high_ms
+    assert lat.source == "predicted" and lat.low_ms <= lat.value_ms <= lat.high_ms
     rows, total = predict_table(predictor_a, toy_network())
     assert [r["name"] for r in rows] == [l.name for l in toy_network().layers]
-    assert total.median_ms == pytest.approx(sum(r["ms"] for r in rows))
+    assert total.value_ms == pytest.approx(sum(r["ms"] for r in rows))
     assert sum(r["share"] for r in rows) == pytest.approx(1.0)
 
 
@@ -59,7 +59,7 @@ def test_calibration_scale_and_affine(predictor_a):
     assert pr.scale_ == pytest.approx(1.3) and pr.predict_many(nets)[3] == pytest.approx(1.3 * s[3])
     pr.calibrate(nets, 1.1 * s + 0.05, mode="affine")
     assert pr.scale_ == pytest.approx(1.1) and pr.offset_ == pytest.approx(0.05)
-    assert pr.predict(nets[0]).median_ms == pytest.approx(1.1 * s[0] + 0.05)
+    assert pr.predict(nets[0]).value_ms == pytest.approx(1.1 * s[0] + 0.05)
 
 
 def test_fit_refuses_mixed_platforms_and_empty(platforms, train_a):
@@ -108,7 +108,7 @@ def test_fit_platform_never_mixes_measuring_contexts(tmp_path, train_a):
     from compactnet.predictors.network import fit_platform
     from compactnet.profilers.store import SampleStore
     rot = [replace(m, context="rotation") for m in train_a[:100]]
-    iso = [replace(m, context="isolated", latency=replace(m.latency, median_ms=0.5 * m.latency.median_ms))
+    iso = [replace(m, context="isolated", latency=replace(m.latency, value_ms=0.5 * m.latency.value_ms))
            for m in train_a[100:]]
     with SampleStore(tmp_path / "s.sqlite") as store:
         store.add(rot + iso)
@@ -129,12 +129,12 @@ def test_overhead_is_learned_from_the_samples_and_added_once(train_a):
     assert pr.overhead_ms is None and pr.overhead_ms_ == pytest.approx(0.042)  # sklearn: param kept as given
     net = toy_network()
     layer_sum = pr.predict_layer_ms(net.layers).sum()
-    assert pr.predict(net).median_ms == pytest.approx(layer_sum + 0.042)
+    assert pr.predict(net).value_ms == pytest.approx(layer_sum + 0.042)
     assert pr.predict_many([net, net])[1] == pytest.approx(layer_sum + 0.042)
     assert pr.describe()["overhead_ms"] == pytest.approx(0.042)
     given = LatencyPredictor(estimator=ConstantRegressor(), overhead_ms=0.0).fit(ms)
     assert given.overhead_ms == 0.0 and given.overhead_ms_ == 0.0
-    assert given.predict(net).median_ms == pytest.approx(layer_sum)
+    assert given.predict(net).value_ms == pytest.approx(layer_sum)
     unknown = LatencyPredictor(estimator=ConstantRegressor()).fit(train_a)  # no overhead recorded
     assert unknown.overhead_ms_ == 0.0
     with pytest.raises(ConfigError, match="overhead_ms"):
@@ -149,7 +149,7 @@ def test_zero_latency_rows_are_kept_at_the_floor(train_a):
     assert MIN_LAYER_MS == PROFILER_FLOOR
     gaps = [m for m in train_a if m.layer.op == "block"][:6]
     zeros = [replace(m, layer=replace(m.layer, op="add", expansion=0, residual=False),
-                     latency=replace(m.latency, median_ms=0.0)) for m in gaps]
+                     latency=replace(m.latency, value_ms=0.0)) for m in gaps]
     pr = LatencyPredictor(estimator=ConstantRegressor(), min_samples_per_kind=1).fit(list(train_a) + zeros)
     assert pr.n_samples_["add"] == len(zeros)
     assert pr.predict_layer_ms([zeros[0].layer])[0] == pytest.approx(MIN_LAYER_MS)
@@ -182,7 +182,7 @@ def test_a_units_predictor_converts_op_level_mobilenetv2_itself(units_predictor)
     assert network_layers(ops, pr.estimators_) == units
     assert pr.predict(ops) == pr.predict(units)
     assert [r["name"] for r in pr.predict_layers(ops)][:2] == ["stem", "block1"]
-    assert pr.predict_many([ops, units])[0] == pytest.approx(pr.predict(units).median_ms)
+    assert pr.predict_many([ops, units])[0] == pytest.approx(pr.predict(units).value_ms)
     # predict_configs converts its base once and agrees with predicting each trimmed spec
     rng = np.random.default_rng(0)
     groups = ops.trimmable_groups
@@ -204,7 +204,7 @@ def test_predict_configs_refuses_a_granularity_it_cannot_match(units_predictor, 
     assert layers_only.granularity == "layers"
     with pytest.raises(ConfigError, match="block units but the predictor has no block samples"):
         layers_only.predict_configs(units, [{}])
-    assert layers_only.predict_configs(ops, [{}])[0] == pytest.approx(layers_only.predict(ops).median_ms)
+    assert layers_only.predict_configs(ops, [{}])[0] == pytest.approx(layers_only.predict(ops).value_ms)
 
 
 def test_calibration_layers_mode_fits_a_per_layer_term_across_depths(predictor_a, tmp_path):
@@ -224,7 +224,7 @@ def test_calibration_layers_mode_fits_a_per_layer_term_across_depths(predictor_a
     assert pr.calibration_["mode"] == "layers"
     assert (pr.scale_, pr.per_call_ms_, pr.offset_) == pytest.approx((0.9, -0.004, 0.03), abs=1e-9)
     assert pr.predict_many(nets) == pytest.approx(y)
-    assert pr.predict(nets[1]).median_ms == pytest.approx(y[1])
+    assert pr.predict(nets[1]).value_ms == pytest.approx(y[1])
     # a later scale-only refit keeps the per-layer term and the offset
     pr.calibrate(nets[:1], [y[0] * 1.0], mode="scale")
     assert pr.per_call_ms_ == pytest.approx(-0.004) and pr.scale_ == pytest.approx(0.9)
@@ -267,7 +267,7 @@ def test_calibration_kinds_mode_fits_one_factor_per_kind(predictor_a, tmp_path, 
     cfgs = _variants(5, 9)
     assert pr.predict_configs(base, cfgs) == pytest.approx(pr.predict_many([base.with_channels(c) for c in cfgs]))
     lat = pr.predict(nets[0])
-    assert lat.median_ms == pytest.approx(y[0], rel=1e-6) and lat.low_ms <= lat.median_ms <= lat.high_ms
+    assert lat.value_ms == pytest.approx(y[0], rel=1e-6) and lat.low_ms <= lat.value_ms <= lat.high_ms
     # a one-factor fit did worse on the same networks
     one = copy.deepcopy(predictor_a).calibrate(nets, y, mode="layers")
     assert np.abs(one.calibration_["rel_error_after"]).max() > 10 * np.abs(pr.calibration_["rel_error_after"]).max()
@@ -307,3 +307,25 @@ def test_calibration_kinds_ridge_and_bounds(predictor_a):
     assert spread < 1e-3  # a huge ridge: every kind at the one global factor
     with pytest.raises(ConfigError, match="ridge"):
         pr.calibrate(nets, y, mode="kinds", ridge=-1)
+
+
+def test_load_samples_never_mixes_estimators(tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from compactnet.predictors.network import load_samples
+    from compactnet.profilers.base import Protocol, SyntheticProfiler
+    from compactnet.profilers.sampling import make_strategy
+    from compactnet.profilers.store import SampleStore
+
+    layers = make_strategy("sobol", seed=0).take(6)
+    new = SyntheticProfiler().measure(layers[:4], context="isolated")
+    old = SyntheticProfiler(protocol=Protocol(estimator="median")).measure(layers[4:], context="isolated")
+    assert {m.latency.estimator for m in new} == {"min"} and {m.latency.estimator for m in old} == {"median"}
+    with SampleStore(tmp_path / "s.sqlite") as st:
+        st.add(new + old)
+        with caplog.at_level(logging.WARNING):
+            got = load_samples(st, "synthetic-cpu-fp32-t1", context="isolated", anchored=False)
+    assert len(got) == 4 and {m.latency.estimator for m in got} == {"min"}
+    assert "different estimators" in caplog.text and "leaving out 2" in caplog.text
+    assert dataclasses.is_dataclass(got[0])

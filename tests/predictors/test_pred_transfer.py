@@ -26,8 +26,8 @@ def test_transfer_regressor_contract(platforms, gbdt):
     layers = random_layers(120, seed=3, kinds=("conv",))
     X = featurize(layers, "conv")
     (pa, ca), (pb, cb) = platforms["synthetic-a-fp32-t1"], platforms["synthetic-b-fp32-t1"]
-    ya = np.array([m.latency.median_ms for m in measure_synthetic(layers, pa, ca)])
-    yb = np.array([m.latency.median_ms for m in measure_synthetic(layers, pb, cb)])
+    ya = np.array([m.latency.value_ms for m in measure_synthetic(layers, pa, ca)])
+    yb = np.array([m.latency.value_ms for m in measure_synthetic(layers, pb, cb)])
     prior = gbdt(interval="none").fit(X, ya, feature_names=SCHEMAS["conv"].columns)
     est = TransferRegressor(priors=(FrozenEstimator(prior),))
     c = clone(est)

@@ -72,7 +72,7 @@ def test_remote_profiler_measures_on_the_agent(agent_server):
     srv = agent_server()
     prof = RemoteProfiler(srv.url, SYN, protocol=FAST)
     ms = prof.measure([SMALL, BIG])
-    assert all(m.latency.median_ms > 0 for m in ms)
+    assert all(m.latency.value_ms > 0 for m in ms)
     assert ms[0].platform.hardware == "synthetic" and ms[0].platform.runtime_version == "1"
     assert srv.agent.runs == 1
     with pytest.raises(ConfigError, match="agent lists"):
@@ -321,7 +321,7 @@ def test_remote_profiler_accepts_other_threads_and_precisions_of_a_listed_runtim
     prof = RemoteProfiler(srv.url, "synthetic-cpu-fp32-t2", protocol=FAST)
     assert prof.platform.key == "synthetic-cpu-fp32-t2" and prof.platform.hardware == "synthetic"
     m = prof.measure([SMALL])[0]
-    assert m.platform.key == "synthetic-cpu-fp32-t2" and m.latency.median_ms > 0
+    assert m.platform.key == "synthetic-cpu-fp32-t2" and m.latency.value_ms > 0
     assert m.overhead_ms > 0  # the agent's overhead figure reaches the measurement
     with pytest.raises(ConfigError, match="runtime and provider"):
         RemoteProfiler(srv.url, "ort-cpu-fp32-t2", protocol=FAST)
@@ -343,4 +343,4 @@ def test_a_busy_device_is_timed_again(agent_server, monkeypatch):
     monkeypatch.setattr(agent_mod, "run_timing_job", busy_once)
     srv = agent_server()
     [m] = RemoteProfiler(srv.url, SYN, protocol=FAST).measure([SMALL])
-    assert m.latency.median_ms > 0 and len(calls) == 2
+    assert m.latency.value_ms > 0 and len(calls) == 2

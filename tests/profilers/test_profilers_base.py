@@ -29,7 +29,7 @@ def test_runner_profiler_subtracts_the_overhead_model():
     overhead = runner.expected_s(overhead_onnx())
     for layer, m in zip([DW64, BLOCK], ms):
         want = (runner.expected_s(layer_onnx(layer)) - overhead) * 1e3
-        assert m.latency.median_ms == pytest.approx(want, abs=2e-6)  # integer-ns clock
+        assert m.latency.value_ms == pytest.approx(want, abs=2e-6)  # integer-ns clock
         assert m.context == "rotation"
         assert len(m.latency.rounds) == 3 and m.latency.runs == 12
         assert m.platform.runtime == "synthetic" and m.platform.hardware
@@ -37,16 +37,35 @@ def test_runner_profiler_subtracts_the_overhead_model():
     iso = prof.measure([DW64], context="isolated")[0]
     assert iso.context == "isolated"
     raw = RunnerProfiler(runner, FAST.replace(subtract_overhead=False)).measure([DW64])[0]
-    assert raw.latency.median_ms == pytest.approx(runner.expected_s(layer_onnx(DW64)) * 1e3, abs=2e-6)
+    assert raw.latency.value_ms == pytest.approx(runner.expected_s(layer_onnx(DW64)) * 1e3, abs=2e-6)
     assert math.isnan(raw.overhead_ms)  # nothing was subtracted, so nothing is to be added back
 
 
 def test_a_layer_cheaper_than_the_overhead_is_floored_not_zero():
     from compactnet.profilers.base import MIN_LAYER_MS, latency_from_times
     times = np.full((3, 4), 5e-6)
-    lat = latency_from_times(times, overhead_s=np.full(3, 8e-6))
-    assert lat.median_ms == pytest.approx(MIN_LAYER_MS) and lat.median_ms > 0
-    assert latency_from_times(times, overhead_s=np.full(3, 1e-6)).median_ms == pytest.approx(4e-3)
+    lat = latency_from_times(times, overhead=latency_from_times(np.full((3, 4), 8e-6)))
+    assert lat.value_ms == pytest.approx(MIN_LAYER_MS) and lat.value_ms > 0
+    assert latency_from_times(times, latency_from_times(np.full((3, 4), 1e-6))).value_ms == pytest.approx(4e-3)
+
+
+def test_layer_figures_follow_the_estimator_and_subtract_the_overhead_by_it():
+    from compactnet.profilers.base import Protocol, latency_from_times, round_spread
+    rng = np.random.default_rng(0)
+    t = 20e-6 * np.exp(np.abs(rng.normal(0, 0.3, (8, 10))))  # one-sided noise
+    oh = latency_from_times(np.full((8, 10), 5e-6), estimator="min")
+    lat = latency_from_times(t, oh, "min")
+    assert lat.estimator == "min" and lat.value_ms == pytest.approx(t.min() * 1e3 - 5e-3)
+    med = latency_from_times(t, latency_from_times(np.full((8, 10), 5e-6), estimator="median"), "median")
+    assert med.estimator == "median" and med.value_ms > lat.value_ms
+    # under min, "unsettled" is the even/odd rounds' minima disagreeing, not slow rounds
+    slow = t.copy()
+    slow[3] *= 3.0  # one slow stretch: the minimum ignores it
+    assert round_spread(latency_from_times(slow, estimator="min")) < 0.15 < round_spread(
+        latency_from_times(slow, estimator="median"))
+    assert Protocol().estimator == "min" and Protocol(estimator="median").estimator == "median"
+    with pytest.raises(Exception, match="estimator"):
+        Protocol(estimator="mean")
 
 
 def test_protocol_rejects_values_of_the_wrong_type():
@@ -88,7 +107,7 @@ def test_every_batch_times_the_anchor_layers_and_records_their_sum():
     ms = prof.measure([DW64, DW63], protocol=FAST)
     anchors = prof.measure(list(anchor_layers()), protocol=FAST.replace(anchors=False))
     assert all(math.isfinite(m.anchor_ms) for m in ms) and ms[0].anchor_ms == ms[1].anchor_ms
-    assert ms[0].anchor_ms == pytest.approx(sum(m.latency.median_ms for m in anchors), rel=0.2)
+    assert ms[0].anchor_ms == pytest.approx(sum(m.latency.value_ms for m in anchors), rel=0.2)
     assert [m.layer for m in ms] == [DW64, DW63]  # the anchors are timed, not returned
     # an anchor that is also asked for is timed once and returned
     both = prof.measure([anchor_layers()[0], DW64], protocol=FAST)
@@ -104,17 +123,17 @@ def test_anchor_normalization_puts_batches_on_one_scale(caplog):
     from compactnet.profilers.anchors import anchor_normalized
 
     m = SyntheticProfiler(seed=3).measure([DW64], protocol=FAST)[0]
-    slow = dataclasses.replace(m, latency=dataclasses.replace(m.latency, median_ms=2 * m.latency.median_ms,
+    slow = dataclasses.replace(m, latency=dataclasses.replace(m.latency, value_ms=2 * m.latency.value_ms,
                                                                low_ms=2 * m.latency.low_ms,
                                                                high_ms=2 * m.latency.high_ms),
                                anchor_ms=2 * m.anchor_ms)  # the same layer while the machine ran at half speed
     fast = dataclasses.replace(m, anchor_ms=m.anchor_ms)
     mid = dataclasses.replace(m, anchor_ms=1.5 * m.anchor_ms, latency=dataclasses.replace(
-        m.latency, median_ms=1.5 * m.latency.median_ms))
+        m.latency, value_ms=1.5 * m.latency.value_ms))
     out = anchor_normalized([slow, fast, mid])
-    assert [o.latency.median_ms for o in out] == pytest.approx([1.5 * m.latency.median_ms] * 3)
+    assert [o.latency.value_ms for o in out] == pytest.approx([1.5 * m.latency.value_ms] * 3)
     assert out[0].latency.low_ms == pytest.approx(0.75 * slow.latency.low_ms)
-    assert slow.latency.median_ms == 2 * m.latency.median_ms  # inputs unchanged
+    assert slow.latency.value_ms == 2 * m.latency.value_ms  # inputs unchanged
     legacy = dataclasses.replace(m, anchor_ms=float("nan"))
     with caplog.at_level("WARNING"):
         mixed = anchor_normalized([legacy, slow])
@@ -147,7 +166,7 @@ def test_a_busy_batch_is_timed_again_and_nothing_busy_is_kept(caplog):
 
     prof.time_layers = flaky
     [m] = prof.measure([DW64], protocol=FAST)
-    assert len(calls) == 3 and m.latency.median_ms > 0 and "timing again" in caplog.text
+    assert len(calls) == 3 and m.latency.value_ms > 0 and "timing again" in caplog.text
     calls.clear()
     prof.time_layers = lambda layers, protocol: calls.append(1) or (_ for _ in ()).throw(BusyError("machine busy"))
     with pytest.raises(BusyError, match=f"after {BUSY_RETRIES + 1} attempts"):
@@ -180,7 +199,7 @@ def test_synthetic_punishes_unaligned_channels_and_is_seeded():
     b = SyntheticProfiler(noise=0.05, seed=3).measure([DW64, DW63])
     assert [m.latency for m in a] == [m.latency for m in b]
     exact = SyntheticProfiler().measure([DW64])[0]
-    assert exact.latency.median_ms == pytest.approx(synthetic_cost_ms(DW64))
+    assert exact.latency.value_ms == pytest.approx(synthetic_cost_ms(DW64))
 
 
 def test_noise_floor_reports_spread_of_repeats():
@@ -203,7 +222,7 @@ def test_get_profiler_dispatches_on_runtime():
 def test_onnxruntime_layers_measure_positive_latencies():
     prof = get_profiler("ort-cpu-fp32-t1", FAST)
     ms = prof.measure([DW64, BLOCK])
-    assert all(m.latency.median_ms > 0 for m in ms)
+    assert all(m.latency.value_ms > 0 for m in ms)
     assert ms[0].platform.key == "ort-cpu-fp32-t1" and ms[0].platform.runtime_version
     nets = prof.measure_networks([[BLOCK], [BLOCK, BLOCK]])
-    assert all(l.median_ms > 0 for l in nets)
+    assert all(l.value_ms > 0 for l in nets)

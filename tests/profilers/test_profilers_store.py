@@ -44,8 +44,9 @@ def test_export_csv_and_parquet(tmp_path):
         st.add(ms)
         assert st.export_csv(tmp_path / "s.csv") == 5
         rows = list(csv.DictReader(open(tmp_path / "s.csv")))
-        assert [float(r["median_ms"]) for r in rows] == pytest.approx([m.latency.median_ms for m in ms])
+        assert [float(r["value_ms"]) for r in rows] == pytest.approx([m.latency.value_ms for m in ms])
         assert rows[0]["platform_key"] == "synthetic-cpu-fp32-t1" and rows[0]["hardware"]
+        assert {r["estimator"] for r in rows} == {"min"}
         try:
             import pyarrow  # noqa: F401
         except ImportError:

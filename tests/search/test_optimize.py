@@ -82,7 +82,7 @@ class _FakeProtocol:
         noise = 1.0 + 0.07 * len(self.calls)            # every measurement of the original differs
         lat = [len(m) / 1e5 * noise for m in models]
         sp = [(1.0, 1.0, 1.0)] + [(lat[0] / v, 0.99 * lat[0] / v, 1.01 * lat[0] / v) for v in lat[1:]]
-        return SimpleNamespace(latencies=[SimpleNamespace(median_ms=v) for v in lat], speedups=sp, busy=False,
+        return SimpleNamespace(latencies=[SimpleNamespace(value_ms=v) for v in lat], speedups=sp, busy=False,
                                to_dict=lambda: {"busy": False})
 
     @staticmethod

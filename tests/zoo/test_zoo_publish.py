@@ -59,7 +59,7 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
     base = publish_model(base_weights, "resnet20", index_path, PLATFORM, measure_latency=lat, measure_accuracy=acc,
                          publish_command="compactnet zoo publish ...")
     assert base.name == f"resnet20.cifar10.{PLATFORM}.base"
-    assert base.metrics.speedup == 1.0 and base.metrics.latency.median_ms > 0
+    assert base.metrics.speedup == 1.0 and base.metrics.latency.value_ms > 0
     trimmed = publish(result_dir, index_path, measure_latency=lat, measure_accuracy=acc)
     assert trimmed.name == f"resnet20.cifar10.{PLATFORM}.s1p5x"
 
@@ -70,7 +70,7 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
     # measured, not copied: the synthetic platform makes the trimmed net several times faster
     m = e.metrics
     assert m.speedup > 2 and m.speedup_low <= m.speedup <= m.speedup_high
-    assert m.latency.median_ms < base.metrics.latency.median_ms and len(m.latency.rounds) == 7
+    assert m.latency.value_ms < base.metrics.latency.value_ms and len(m.latency.rounds) == 7
     assert m.runtime_version == "1" and e.hardware == "synthetic"
     # test top-1 of the published weights on the tiny test split, with its data copy and hash
     from compactnet.data import load_cifar10
@@ -82,7 +82,7 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
     assert m.top1 == pytest.approx(evaluate(model, ds.test))
     assert m.data_copy == "packed-jpeg" and m.test_hash == ds.test_hash
     # report figures recorded
-    assert m.val_top1 == 11.5 and m.predicted_latency.median_ms == 0.01
+    assert m.val_top1 == 11.5 and m.predicted_latency.value_ms == 0.01
     assert e.provenance.command.startswith("compactnet optimize --model resnet20 --platform synthetic-cpu-fp32-t1 "
                                            "--speedup 1.5 --preset quick")
     assert e.provenance.created and e.provenance.source == str(result_dir)
