@@ -415,10 +415,19 @@ class Bench:
 
 
 # ----- report ----------------------------------------------------------------------------------------------------
+def _ratio(comp: Any, a: Any, b: Any) -> tuple[float, float, float]:
+    """Latency of ``a`` over ``b`` from one comparison: their round figures by the comparison's own
+    estimator (a paired bootstrap over rounds; 1 = matched), widened by its drift term."""
+    from compactnet.measure import bootstrap_ratio, widen
+
+    r = bootstrap_ratio(np.asarray(a.rounds), np.asarray(b.rounds), estimator=comp.estimator)
+    return widen(*r, comp.drift_sd)
+
+
 def build_report(bench: Bench, variants: list[str], measurement: dict | None) -> dict:
     """Rows (original first), findings and context."""
     from compactnet.extract import network_spec_from_torch
-    from compactnet.measure import Comparison, bootstrap_ratio
+    from compactnet.measure import Comparison
     from compactnet.train import evaluate
 
     original = bench.original()
@@ -454,7 +463,7 @@ def build_report(bench: Bench, variants: list[str], measurement: dict | None) ->
             if "search" in comp.names and row["variant"] not in ("original", "search"):
                 # latency of this row over the search's, paired bootstrap on the same rounds (1 = matched)
                 s = comp.index("search")
-                row["latency_vs_search"] = bootstrap_ratio(np.asarray(lat.rounds), np.asarray(comp.latencies[s].rounds))
+                row["latency_vs_search"] = _ratio(comp, lat, comp.latencies[s])
     findings = []
     by = {r["variant"]: r for r in rows}
     for a, b, question in FINDINGS:
@@ -471,7 +480,7 @@ def build_report(bench: Bench, variants: list[str], measurement: dict | None) ->
              "verdict": verdict}
         if comp is not None and a in comp.names and b in comp.names:
             la, lb = comp.latencies[comp.index(a)], comp.latencies[comp.index(b)]
-            f["latency_ratio"] = bootstrap_ratio(np.asarray(la.rounds), np.asarray(lb.rounds))
+            f["latency_ratio"] = _ratio(comp, la, lb)
             if b != "control" and not f["latency_ratio"][1] <= 1 <= f["latency_ratio"][2]:
                 f["verdict"] += (f"; latencies not matched ({a} {f['latency_ratio'][0]:.2f}x {b}'s, interval "
                                  "excludes 1): weigh accuracy against speed")

@@ -23,19 +23,25 @@ configurations profiled twice: how far each layer's figure moved, raw and after 
 normalisation (:func:`compactnet.profilers.anchors.anchor_normalized`), and how many samples stayed
 unsettled (:func:`compactnet.profilers.base.round_spread` above the protocol's ``max_spread``).
 
+``--sets DIR`` summarises instead a set measured twice by ``benchmarks/measure_testset.py``
+(``results.json`` and ``results-repeat.json``, e.g. the predictors' development set): the same
+repeatability figures for the protocol's default estimator, and the reference network's spread
+across the chunks of each pass.
+
 Resumable: the results file is rewritten after every chunk, and finished chunks are skipped.
 
 Usage::
 
-    python benchmarks/repeatability_bench.py --out results/intel/repeatability.json \\
+    python benchmarks/repeatability_bench.py --out results/machine-c/repeatability.json.gz \\
         --platforms ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1
-    python benchmarks/repeatability_bench.py --out results/intel/coverage.json --pairs 4 --repeats 20
+    python benchmarks/repeatability_bench.py --out results/machine-c/coverage.json.gz --pairs 4 --repeats 15
     python benchmarks/repeatability_bench.py --quick     # synthetic runtime, a few seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import math
@@ -52,6 +58,26 @@ ESTIMATORS = ("min", "median")
 MIX = (("mobilenetv2", 32, 0.3), ("mobilenetv2", 64, 0.15), ("mobilenetv2", 96, 0.05), ("resnet20", 32, 0.2),
        ("resnet20", 48, 0.1), ("vgg16", 32, 0.2))
 REFERENCE = "reference"
+
+
+def load_results(path: Path) -> dict:
+    """A results file, plain JSON or gzip-compressed (``.json.gz``: the raw calls take megabytes)."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+
+
+def save_results(path: Path, results: dict) -> None:
+    """Write a results file atomically (gzip-compressed when the name ends in ``.gz``)."""
+    data = json.dumps(results).encode()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    tmp.replace(path)
+
+
+def text_path(path: Path) -> Path:
+    """The text report beside a results file: ``x.json`` or ``x.json.gz`` -> ``x.txt``."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    return path.with_name(name[:-5] + ".txt" if name.endswith(".json") else name + ".txt")
 
 
 def draw_networks(n: int, seed: int = 14) -> list[dict]:
@@ -288,8 +314,8 @@ def compare_stores(a: Path, b: Path, platforms: Sequence[str] | None = None, con
                 if d.size:
                     out.append(f"  {label:18s} {d.size} layers: median |diff| {np.median(np.abs(d)):.2%}, within 3% "
                                f"{np.mean(np.abs(d) <= 0.03):.0%}, within 10% {np.mean(np.abs(d) <= 0.10):.0%}")
-            unsettled = [round_spread(m.latency) > max_spread for m in ma + mb]
-            out.append(f"  unsettled (> {max_spread:.0%} between halves of the rounds): "
+            unsettled = [round_spread(m.latency, m.overhead_ms) > max_spread for m in ma + mb]
+            out.append(f"  unsettled (minima of even and odd rounds > {max_spread:.0%} apart, of the call): "
                        f"{sum(unsettled)} of {len(unsettled)} ({np.mean(unsettled):.1%})")
             lines += out
     return "\n".join(lines)
@@ -301,6 +327,29 @@ def _sessions(res: dict) -> Any:
         for ch in res.get(part, []):
             return len(ch["times_us"][REFERENCE])
     return res.get("_instances", "?")
+
+
+def compare_sets(folder: Path, first: str = "results.json", second: str = "results-repeat.json") -> str:
+    """Repeatability of a measured set between its two results files, per platform."""
+    from compactnet.spec import latency_ms
+
+    a, b = (json.loads((folder / n).read_text()) for n in (first, second))
+    lines = []
+    for key in [k for k in a if not k.startswith("_") and k in b]:
+        ids = [n for n in a[key] if n in b[key]]
+        est = {a[key][n].get("estimator", "median") for n in ids}
+        d_ms = np.array([latency_ms(b[key][n]) / latency_ms(a[key][n]) - 1 for n in ids])
+        d_r = np.array([b[key][n]["ratio"] / a[key][n]["ratio"] - 1 for n in ids if a[key][n].get("ratio")
+                        and b[key][n].get("ratio")])
+        refs = [[latency_ms(c["reference"]) for c in r.get("_chunks", {}).get(key, [])] for r in (a, b)]
+        lines.append(f"{key}: {len(ids)} networks measured twice ({', '.join(sorted(est))} estimator)")
+        lines.append(f"  ms: median |diff| {np.median(np.abs(d_ms)):.2%}, within 3% {np.mean(np.abs(d_ms) <= 0.03):.0%}, "
+                     f"worst {np.abs(d_ms).max():.1%}; ratio to the chunk's reference: median |diff| "
+                     f"{np.median(np.abs(d_r)):.2%}, within 3% {np.mean(np.abs(d_r) <= 0.03):.0%}")
+        for name, r in zip(("first", "second"), refs):
+            if r:
+                lines.append(f"  reference over the {name} pass's {len(r)} chunks: {min(r):.3f}-{max(r):.3f} ms")
+    return "\n".join(lines)
 
 
 def render(results: dict, args: argparse.Namespace) -> str:
@@ -342,7 +391,8 @@ def render(results: dict, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("results/repeatability.json"), help="results JSON (resumed)")
+    ap.add_argument("--out", type=Path, default=Path("results/repeatability.json.gz"),
+                    help="results file, gzip-compressed when it ends in .gz (resumed)")
     ap.add_argument("--platforms", nargs="+", default=["ort-cpu-fp32-t1", "openvino-cpu-fp32-t1", "ncnn-cpu-fp32-t1"])
     ap.add_argument("--networks", type=int, default=120, help="networks in the set (issue 14: >= 100)")
     ap.add_argument("--seed", type=int, default=14)
@@ -359,8 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=Path, nargs=2, metavar=("A", "B"), default=None,
                     help="compare two sample stores of the same layer configurations instead")
     ap.add_argument("--context", default=None, help="with --layers: only samples of this context")
+    ap.add_argument("--sets", type=Path, default=None, metavar="DIR",
+                    help="summarise a set measured twice by measure_testset.py instead")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.sets:
+        print(compare_sets(args.sets))
+        return 0
     if args.layers:
         text = compare_stores(*args.layers, None if "--platforms" not in (argv or sys.argv) else args.platforms,
                               args.context)
@@ -372,13 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     from compactnet.measure import default_instances, default_window
     from compactnet.runtimes import get_runner
 
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results = load_results(args.out) if args.out.is_file() else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(results))
-        tmp.replace(args.out)
+        save_results(args.out, results)
 
     nets = draw_networks(args.networks, args.seed)
     for key in args.platforms:
@@ -400,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     save()
     text = render(results, args)
     print(text)
-    args.out.with_suffix(".txt").write_text(text)
+    text_path(args.out).write_text(text)
     return 0
 
 

@@ -48,9 +48,9 @@ if has search || has zoo; then  # both start from the same baseline weights
 fi
 if has repeatability; then  # issue 14: does the protocol repeat? >= 100 networks measured twice, both estimators
   python benchmarks/repeatability_bench.py --platforms $PLATFORMS --networks ${REPEAT_NETWORKS:-120} --gap 120 \
-    --out "$R/repeatability.json"   # also writes repeatability.txt
+    --out "$R/repeatability.json.gz"   # also writes repeatability.txt
   # the speedup intervals' coverage: four pairs compared 15 times each (writes coverage.txt)
-  python benchmarks/repeatability_bench.py --platforms $PLATFORMS --pairs 4 --repeats 15 --out "$R/coverage.json"
+  python benchmarks/repeatability_bench.py --platforms $PLATFORMS --pairs 4 --repeats 15 --out "$R/coverage.json.gz"
 fi
 if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
   python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \

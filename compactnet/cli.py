@@ -36,10 +36,10 @@ JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Machine-readabl
 
 
 def _set_estimator(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value:
-        from compactnet.measure import set_default_estimator
+    """Set the process's estimator for this command (None: back to $COMPACTNET_ESTIMATOR or the rule)."""
+    from compactnet.measure import set_default_estimator
 
-        set_default_estimator(value)
+    set_default_estimator(value)
 
 
 ESTIMATOR_OPT = click.option(
@@ -188,10 +188,12 @@ def evaluate(model_name, channels, weights, data, split, latency, platform_key, 
         lat = comp.latencies[0]
         out["latency"] = {"platform": comp.platform.to_dict(), **lat.to_dict(), "load": comp.load,
                           "busy": comp.busy}
+        per_round = "round minima" if lat.estimator == "min" else "round medians"
         text += (f"\nlatency on {comp.platform.describe()}: {lat.value_ms:.3f} ms ({lat.estimator} estimator; "
-                 f"{comp.instances} session(s) x {len(lat.rounds)} rounds over {comp.window_s:g} s, round figures "
-                 f"{lat.low_ms:.3f}-{lat.high_ms:.3f} ms; {lat.typical()}; "
-                 f"load {comp.load:.2f}{', BUSY: figure flagged' if comp.busy else ''})")
+                 f"{comp.instances} session(s) x {len(lat.rounds)} rounds over {comp.window_s:g} s, IQR of "
+                 f"{per_round} {lat.low_ms:.3f}-{lat.high_ms:.3f} ms; "
+                 + (f"{lat.typical()}; " if lat.typical() else "")
+                 + f"load {comp.load:.2f}{', BUSY: figure flagged' if comp.busy else ''})")
     emit(out, as_json, text)
 
 

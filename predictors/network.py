@@ -715,7 +715,8 @@ def _one_estimator(ms: list[Measurement], path: Any, platform_key: str) -> list[
     keep = default_estimator() if default_estimator() in kinds else "min"
     left = sum(m.latency.estimator != keep for m in ms)
     log.warning("sample store %s mixes %s samples measured with different estimators (%s); using the %d %s "
-                "ones and leaving out %d: re-profile to use them all", path, platform_key,
+                "ones and leaving out %d: profile again into this store (configurations stored by another "
+                "estimator are measured anew) to use them all", path, platform_key,
                 ", ".join(sorted(kinds)), len(ms) - left, keep, left)
     return [m for m in ms if m.latency.estimator == keep]
 

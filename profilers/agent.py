@@ -61,6 +61,19 @@ MAX_WAIT_S = 30.0
 MAX_JOB_CALLS = 2_000_000
 
 
+def _legacy_result(result: dict) -> dict:
+    """A job result in the form clients older than the minimum rule read (``median_ms``, no new keys)."""
+    def old(lat: dict) -> dict:
+        keep = ("low_ms", "high_ms", "runs", "rounds", "source")
+        return {"median_ms": lat.get("value_ms"), **{k: lat[k] for k in keep if k in lat}}
+
+    out = dict(result)
+    out["latencies"] = [old(l) for l in result.get("latencies", [])]
+    if isinstance(result.get("overhead"), dict):
+        out["overhead"] = old(result["overhead"])
+    return out
+
+
 class AgentError(MeasurementError):
     """The agent refused or failed a job.
 
@@ -128,13 +141,18 @@ class Agent:
             self._platforms = available_platforms()
         return [p.to_dict() for p in self._platforms]
 
-    def submit(self, job_id: str, platform: str, models: list[bytes], protocol: Protocol) -> tuple[dict, bool]:
-        """Queue a job; return (its status, whether it is new). A known id returns the known job."""
+    def submit(self, job_id: str, platform: str, models: list[bytes], protocol: Protocol,
+               legacy: bool = False) -> tuple[dict, bool]:
+        """Queue a job; return (its status, whether it is new). A known id returns the known job.
+
+        ``legacy``: the client predates the minimum rule (its protocol names no estimator): the job is
+        timed by the median rule and its latencies are returned in the old form (``median_ms``).
+        """
         with self._cond:
             if job_id in self._jobs:
                 return self._public(self._jobs[job_id]), False
             job = {"job_id": job_id, "status": "queued", "platform": platform, "submitted": time.time(),
-                   "models": models, "protocol": protocol}
+                   "models": models, "protocol": protocol, "legacy": bool(legacy)}
             try:
                 self._queue.put_nowait(job_id)
             except queue.Full:
@@ -203,7 +221,7 @@ class Agent:
                                         deadline=deadline)
                 if time.monotonic() > deadline:
                     raise JobTimeout("the timing job ran past its time limit")
-                update = {"status": "done", "result": result}
+                update = {"status": "done", "result": _legacy_result(result) if job.get("legacy") else result}
             except JobTimeout:
                 update = {"status": "failed", "kind": "timeout",
                           "error": f"job {job_id} exceeded the agent's job time limit of {self.job_timeout_s:g} s "
@@ -327,8 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(n)
         try:
-            job_id, platform, models, protocol = self._parse_job(body)
-            status, new = self.server.agent.submit(job_id, platform, models, protocol)
+            job_id, platform, models, protocol, legacy = self._parse_job(body)
+            status, new = self.server.agent.submit(job_id, platform, models, protocol, legacy)
         except _BadRequest as exc:
             self._error(exc.status, exc.kind, exc.message)
             return
@@ -345,7 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
         if n > (64 << 20):
             self.close_connection = True
 
-    def _parse_job(self, body: bytes) -> tuple[str, str, list[bytes], Protocol]:
+    def _parse_job(self, body: bytes) -> tuple[str, str, list[bytes], Protocol, bool]:
         try:
             d = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -358,7 +376,9 @@ class _Handler(BaseHTTPRequestHandler):
         platform = str(d.get("platform", ""))
         try:
             Platform.parse(platform)
-            protocol = Protocol.from_dict(d.get("protocol"))
+            wire = d.get("protocol")
+            legacy = isinstance(wire, dict) and "estimator" not in wire  # a client older than the minimum rule
+            protocol = Protocol.from_dict({**wire, "estimator": "median"} if legacy else wire)
         except (ConfigError, TypeError, ValueError) as exc:  # a malformed value is the client's error, never a crash
             raise _BadRequest(400, "bad_request", f"bad protocol or platform: {exc}") from None
         raw = d.get("models")
@@ -381,7 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.agent._runner(platform)
         except (CompactNetError, ValueError, TypeError) as exc:
             raise _BadRequest(400, "bad_platform", f"this device cannot run {platform}: {exc}") from None
-        return job_id, platform, models, protocol
+        return job_id, platform, models, protocol, legacy
 
 
 class AgentServer(ThreadingHTTPServer):
@@ -545,6 +565,13 @@ class AgentClient:
         body = {"job_id": job_id, "platform": platform, "protocol": wire,  # reject keys they do not know
                 "models": [base64.b64encode(m).decode() for m in models]}
         status, payload = self._request("POST", f"{API}/jobs", body)
+        if status == 400 and "estimator" in str(payload.get("error", "")):
+            # an agent older than the minimum rule: it times by the median rule, and its results say so
+            # (they arrive as median_ms and read as estimator "median")
+            log.warning("the agent at %s predates the minimum rule: its figures are medians of round medians "
+                        "(update the agent to measure by the minimum)", self.url)
+            body["protocol"] = {k: v for k, v in wire.items() if k != "estimator"}
+            status, payload = self._request("POST", f"{API}/jobs", body)
         if status not in (200, 202):
             self._raise(status, payload)
         return job_id

@@ -66,7 +66,8 @@ def anchor_normalized(measurements: Sequence[Measurement]) -> list[Measurement]:
             f = ref / m.anchor_ms
             lat = m.latency
             lat = dataclasses.replace(lat, value_ms=lat.value_ms * f, low_ms=lat.low_ms * f,
-                                      high_ms=lat.high_ms * f, rounds=tuple(r * f for r in lat.rounds))
+                                      high_ms=lat.high_ms * f, rounds=tuple(r * f for r in lat.rounds),
+                                      p50_ms=lat.p50_ms * f, p90_ms=lat.p90_ms * f)
             m = dataclasses.replace(m, latency=lat)
         out.append(m)
     return out

@@ -160,19 +160,22 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def round_spread(lat: Latency) -> float:
+def round_spread(lat: Latency, overhead_ms: float = 0.0) -> float:
     """How unsettled a measured figure is (0 with fewer than two rounds).
 
     Under ``min``: how far the minima of the even and of the odd rounds disagree, relative to the
-    figure (both halves span the whole window, so a settled minimum reads the same in each; slow
-    rounds do not count, since the minimum ignores them). Under ``median``: the relative spread of the
-    round medians, (max - min) / median.
+    call they were taken from (the figure plus the per-call ``overhead_ms`` subtracted from it: a
+    2 µs add behind a 5 µs call is judged on 7 µs, the timer's and the call's jitter being part of
+    what was timed). Both halves span the whole window, so a settled minimum reads the same in each;
+    slow rounds do not count, since the minimum ignores them. Under ``median``: the relative spread of
+    the round medians, (max - min) / median.
     """
     r = np.asarray(lat.rounds, dtype=float)
     if r.size < 2 or not lat.value_ms:
         return 0.0
     if lat.estimator == "min":
-        return float(abs(r[0::2].min() - r[1::2].min()) / abs(lat.value_ms))
+        call = abs(lat.value_ms) + (overhead_ms if overhead_ms == overhead_ms and overhead_ms > 0 else 0.0)
+        return float(abs(r[0::2].min() - r[1::2].min()) / call)
     return float((r.max() - r.min()) / abs(lat.value_ms))
 
 
@@ -197,8 +200,8 @@ def latency_from_times(times: np.ndarray, overhead: Latency | None = None, estim
     return dataclasses.replace(lat, value_ms=floor(lat.value_ms - overhead.value_ms),
                                low_ms=floor(lat.low_ms - overhead.value_ms),
                                high_ms=floor(lat.high_ms - overhead.value_ms), rounds=tuple(rounds),
-                               p50_ms=floor(lat.p50_ms - overhead.value_ms),
-                               p90_ms=floor(lat.p90_ms - overhead.value_ms))
+                               p50_ms=floor(lat.p50_ms - overhead.p50_ms),
+                               p90_ms=floor(lat.p90_ms - overhead.p90_ms))
 
 
 def judge_load(load: float, protocol: Protocol, what: str = "measurement") -> float:
@@ -239,7 +242,7 @@ def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
     Raises:
         MeasurementError: Busy machine (``busy="refuse"``), runtime failure, or time limit.
     """
-    from compactnet.measure import LoadMonitor
+    from compactnet.measure import MIN_LOAD_WINDOW_S, LoadMonitor
 
     def check_deadline(what: str) -> None:
         if deadline is not None and time.monotonic() > deadline:
@@ -253,7 +256,8 @@ def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
     overhead_fn = runner.load(overhead_onnx())
     check_deadline("compiling the overhead model")
     filler = cache_filler(protocol.rotation_bytes) if protocol.context != "isolated" else None
-    monitor = LoadMonitor().start()
+    simulated = runner.platform.runtime == "synthetic"  # a simulated clock is never disturbed by load
+    monitor = LoadMonitor(min_window_s=0.0 if simulated else MIN_LOAD_WINDOW_S).start()
     times = time_layers(fns + [overhead_fn], protocol.context, protocol.rounds, protocol.runs, protocol.warmup,
                         protocol.seed, filler=filler, timer=getattr(runner, "timer", time.perf_counter_ns),
                         deadline=deadline)
@@ -261,7 +265,7 @@ def run_timing_job(runner: Any, models: Sequence[bytes], protocol: Protocol,
     sub = overhead if protocol.subtract_overhead else None
     lats = [latency_from_times(times[i], sub, protocol.estimator) for i in range(len(models))]
     load = monitor.stop()
-    if runner.platform.runtime != "synthetic":  # a simulated clock is never disturbed by load
+    if not simulated:
         judge_load(load, protocol, f"timing on {runner.platform.key}")
     return {"platform": runner.platform.to_dict(), "latencies": [l.to_dict() for l in lats],
             "overhead": overhead.to_dict(), "load": load,
@@ -338,7 +342,7 @@ class Profiler(abc.ABC):
         overheads = [overhead] * len(layers)
         anchor_ms = [anchor] * len(layers)
         for attempt in range(proto.retries):
-            bad = [i for i, l in enumerate(lats) if round_spread(l) > proto.max_spread]
+            bad = [i for i, l in enumerate(lats) if round_spread(l, overheads[i]) > proto.max_spread]
             if not bad:
                 break
             log.info("re-measuring %d layer(s) whose figure is unsettled (> %.0f%% between halves of the rounds)",
@@ -346,13 +350,13 @@ class Profiler(abc.ABC):
             again, load2, overhead2, anchor2 = self._time_anchored([layers[i] for i in bad],
                                                                    proto.replace(seed=proto.seed + attempt + 1))
             for i, lat in zip(bad, again):
-                if round_spread(lat) < round_spread(lats[i]):
+                if round_spread(lat, overhead2) < round_spread(lats[i], overheads[i]):
                     lats[i], loads[i], overheads[i], anchor_ms[i] = lat, load2, overhead2, anchor2
-        for layer, lat in zip(layers, lats):
-            if round_spread(lat) > proto.max_spread:
+        for layer, lat, oh in zip(layers, lats, overheads):
+            if round_spread(lat, oh) > proto.max_spread:
                 log.warning("%s on %s: %s still unsettled by %.0f%% after %d re-measure(s)", layer.name,
                             self.platform.key, "minimum" if lat.estimator == "min" else "round medians",
-                            100 * round_spread(lat), proto.retries)
+                            100 * round_spread(lat, oh), proto.retries)
         when = now_iso()
         if not proto.subtract_overhead:  # the figures include the call overhead: nothing to add back
             overheads = [math.nan] * len(layers)

@@ -137,7 +137,9 @@ def profile(platform: Platform | str, strategy: str | SamplingStrategy = "sobol"
     plat = prof.platform
     st, owned = _open_store(store)
     run_id = uuid.uuid4().hex[:12]
-    known = st.keys(plat.key, context, plat.hardware)
+    proto = getattr(prof, "protocol", None)
+    # a configuration stored by another estimator is measured again (the two are never mixed)
+    known = st.keys(plat.key, context, plat.hardware, estimator=getattr(proto, "estimator", None))
     adaptive = strat.name == "adaptive"
     measured_so_far: list[Measurement] = st.measurements(plat.key, context, plat.hardware, distinct=True) \
         if adaptive else []

@@ -155,9 +155,18 @@ class SampleStore:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
     def keys(self, platform_key: str | None = None, context: str | None = None,
-             hardware: str | None = None) -> set[str]:
-        """Distinct layer keys (:func:`layer_key`) stored for a platform/context/hardware."""
+             hardware: str | None = None, estimator: str | None = None) -> set[str]:
+        """Distinct layer keys (:func:`layer_key`) stored for a platform/context/hardware.
+
+        Args:
+            estimator: Only samples measured with this estimator (records that name none are the
+                legacy ``median``); None: any.
+        """
         where, args = self._where(platform_key, context, hardware)
+        if estimator is not None:
+            where += (" AND " if where else " WHERE ") + \
+                f"COALESCE(json_extract(record, '$.latency.estimator'), '{LEGACY_ESTIMATOR}') = ?"
+            args.append(estimator)
         with self._lock:
             return {r[0] for r in self._conn.execute(f"SELECT DISTINCT layer_key FROM measurements{where}", args)}
 

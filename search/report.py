@@ -85,6 +85,16 @@ def _estimator(meas: Mapping[str, Any]) -> str:
     return str(detail.get("estimator") or ("median" if meas else "-"))
 
 
+def _typical_row(meas: Mapping[str, Any]) -> list[str]:
+    """The table row with the median / 90th percentile of all timed calls (typical under load), if recorded."""
+    detail = meas.get("detail") if isinstance(meas.get("detail"), Mapping) else {}
+    lats = detail.get("latencies") or []
+    if len(lats) < 2 or not all(isinstance(l, Mapping) and l.get("p50_ms") is not None for l in lats[:2]):
+        return []
+    cells = [f"{_fmt(l['p50_ms'])} / {_fmt(l.get('p90_ms'))}" for l in lats[:2]]
+    return [f"| typical under load (ms, p50 / p90) | {cells[0]} | {cells[1]} |"]
+
+
 def _comparison_lines(meas: Mapping[str, Any]) -> list[str]:
     """The final decision's repeated comparisons (drift guard), one line each."""
     comps = meas.get("comparisons") if isinstance(meas, Mapping) else None
@@ -159,6 +169,7 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, 
         f"| predicted latency (ms) | {_fmt(pred.get('original_ms'))} | {_fmt(pred.get('trimmed_ms'))} |",
         f"| measured latency (ms, {_estimator(meas)}) | {_fmt(meas.get('original_ms'))} | "
         f"{_fmt(meas.get('trimmed_ms'))} |",
+        *_typical_row(meas),
         f"| validation top-1 (%) | {_fmt(r.get('original', {}).get('val_top1'), '.2f')} | "
         f"{_fmt(r.get('trimmed', {}).get('val_top1'), '.2f')} |",
         f"| test top-1 (%) | {_fmt(r.get('original', {}).get('test_top1'), '.2f')} | "

@@ -74,6 +74,8 @@ def format_entry(entry: ZooEntry) -> str:
         f"  latency        {format_latency(entry)}" + (f", measured {m.measured_at}" if m.measured_at else ""),
         f"  speedup        {format_speedup(entry)}" + (f" vs {m.baseline}" if m.baseline else ""),
     ]
+    if m.latency is not None and m.latency.typical():
+        lines.append(f"  under load     {m.latency.typical()}")
     if m.predicted_latency is not None:
         lines.append(f"  predicted      {m.predicted_latency.value_ms:.3f} ms")
     lines += [

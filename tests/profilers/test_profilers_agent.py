@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from compactnet.errors import ConfigError
-from compactnet.spec import LayerSpec, Platform
+from compactnet.spec import Latency, LayerSpec, Platform
 from compactnet.profilers.agent import Agent, AgentClient, AgentError, RemoteProfiler, serve_agent
 from compactnet.profilers.base import Protocol
 from compactnet.profilers.layers import layer_onnx
@@ -344,3 +344,18 @@ def test_a_busy_device_is_timed_again(agent_server, monkeypatch):
     srv = agent_server()
     [m] = RemoteProfiler(srv.url, SYN, protocol=FAST).measure([SMALL])
     assert m.latency.value_ms > 0 and len(calls) == 2
+
+
+def test_clients_older_than_the_minimum_rule_get_medians_in_the_old_form(agent_server):
+    srv = agent_server()
+    model = base64.b64encode(layer_onnx(SMALL)).decode()
+    old_protocol = {k: v for k, v in FAST.to_dict().items() if k not in ("anchors", "estimator")}
+    status, _ = _post(srv.url, {"job_id": "old1", "platform": SYN, "models": [model], "protocol": old_protocol})
+    assert status in (200, 202)
+    result = AgentClient(srv.url).wait("old1")
+    lat = result["latencies"][0]
+    assert "median_ms" in lat and "value_ms" not in lat and "estimator" not in lat  # what an old client reads
+    assert Latency.from_dict(lat).estimator == "median"
+    # a current client names its estimator and gets the new form
+    new = AgentClient(srv.url).run([layer_onnx(SMALL)], SYN, FAST)["latencies"][0]
+    assert new["estimator"] == FAST.estimator and "value_ms" in new

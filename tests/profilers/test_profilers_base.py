@@ -63,6 +63,12 @@ def test_layer_figures_follow_the_estimator_and_subtract_the_overhead_by_it():
     slow[3] *= 3.0  # one slow stretch: the minimum ignores it
     assert round_spread(latency_from_times(slow, estimator="min")) < 0.15 < round_spread(
         latency_from_times(slow, estimator="median"))
+    # a tiny layer is judged on the call it was timed in (figure + the overhead subtracted from it)
+    tiny = Latency(0.002, rounds=(0.002, 0.0026, 0.0026, 0.002), estimator="min")  # both halves reach 0.002
+    assert round_spread(tiny) == pytest.approx(0.0) and round_spread(
+        Latency(0.002, rounds=(0.002, 0.0026, 0.0026, 0.0026), estimator="min")) == pytest.approx(0.3)
+    assert round_spread(Latency(0.002, rounds=(0.002, 0.0026, 0.0026, 0.0026), estimator="min"),
+                        overhead_ms=0.004) == pytest.approx(0.1)
     assert Protocol().estimator == "min" and Protocol(estimator="median").estimator == "median"
     with pytest.raises(Exception, match="estimator"):
         Protocol(estimator="mean")

@@ -100,3 +100,22 @@ def test_count_respects_hardware(tmp_path):
         assert st.count(key, distinct=True) == len({layer_key(m.layer) for m in ms + other})
         assert st.count(key, "rotation", distinct=True, hardware=ms[0].platform.hardware) == 6
         assert st.count(key, hardware="another-cpu") == 4
+
+
+def test_keys_by_estimator_so_that_profiling_measures_old_configurations_anew(tmp_path):
+    from compactnet.profilers.base import Protocol
+    from compactnet.profilers.run import profile
+
+    layers = make_strategy("sobol", seed=0).take(4)
+    old = SyntheticProfiler(protocol=Protocol(estimator="median")).measure(layers)
+    with SampleStore(tmp_path / "s.sqlite") as st:
+        st.add(old)
+        key = old[0].platform.key
+        assert len(st.keys(key)) == 4 and len(st.keys(key, estimator="median")) == 4
+        assert st.keys(key, estimator="min") == set()
+    prof = SyntheticProfiler()
+    res = profile(prof.platform, "sobol", samples=4, store=tmp_path / "s.sqlite", context="rotation",
+                  progress=False, profiler=prof)
+    with SampleStore(tmp_path / "s.sqlite") as st:
+        assert len(st.keys(key, estimator="min")) == 4 and st.count(key) == 8
+    assert res is not None
