@@ -251,7 +251,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split | None, recipe:
     Returns:
         The :class:`TrainResult`.
     """
-    from tqdm.auto import tqdm
+    from compactnet.progress import progress_bar
 
     from compactnet.models import load_weights, save_weights
 
@@ -275,8 +275,8 @@ def train(model: nn.Module, train_split: Split, val_split: Split | None, recipe:
         t0 = time.perf_counter()
         model.train()
         total_loss, seen = 0.0, 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not progress,
-                   leave=False)
+        bar = progress_bar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not progress,
+                           leave=False)
         for step, (xb, yb) in enumerate(batches(train_split, recipe.batch_size, True, gen, recipe.augment, fmt)):
             if step >= steps_per_epoch:
                 break

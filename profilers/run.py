@@ -207,12 +207,12 @@ def profile(platform: Platform | str, strategy: str | SamplingStrategy = "sobol"
 def _bar(total: int | None, seconds: float | None, progress: bool, desc: str):
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from compactnet.progress import progress_bar
 
     if total is not None:
-        return tqdm(total=total, desc=desc, unit="sample")
-    return tqdm(total=float(seconds), desc=desc, unit="s", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s "
-                "[{elapsed}<{remaining}{postfix}]")
+        return progress_bar(total=total, desc=desc, unit="sample")
+    return progress_bar(total=float(seconds), desc=desc, unit="s", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s "
+                        "[{elapsed}<{remaining}{postfix}]")
 
 
 def platform_table(noise: bool = True, repeats: int = 20, protocol: Protocol | None = None,

@@ -613,11 +613,11 @@ class ProgressiveSearch:
         the predicted latency with a ``stop_reason`` saying so, and stays in its measuring phase (not
         ``done``), so running it again (``try_resume``) on a quiet machine re-measures and continues.
         """
-        from tqdm.auto import tqdm
+        from compactnet.progress import progress_bar
 
         st = self.state
         total = st.iterations + (self.preset.extra_iterations if self.measure_fn else 0)
-        bar = tqdm(total=total, initial=st.iteration, desc="trimming", unit="it", disable=not self.progress)
+        bar = progress_bar(total=total, initial=st.iteration, desc="trimming", unit="it", disable=not self.progress)
         halted = False
         try:
             while st.phase == "schedule" and st.iteration < st.iterations:

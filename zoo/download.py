@@ -296,7 +296,7 @@ def download_file(source: str, dest: str | os.PathLike, ref: FileRef, progress: 
 
 def _transfer(source: str, out: BinaryIO, start: int, ref: FileRef, progress: bool, timeout: float) -> int:
     """Append ``source`` from ``start`` to ``out``; returns the offset the transfer started at."""
-    from tqdm.auto import tqdm
+    from compactnet.progress import progress_bar
 
     stream, start, announced = _open_stream(source, start, timeout)
     out.truncate(start)
@@ -305,8 +305,8 @@ def _transfer(source: str, out: BinaryIO, start: int, ref: FileRef, progress: bo
         log.info("resuming %s at byte %d of %d", source, start, ref.size)
     limit = ref.size - start + 1  # one byte more than expected reveals an oversized file
     received = 0
-    bar = tqdm(total=ref.size, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=Path(urlsplit(source).path).name or "download", disable=not progress, leave=False)
+    bar = progress_bar(total=ref.size, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=Path(urlsplit(source).path).name or "download", disable=not progress, leave=False)
     try:
         with stream, bar:
             while received < limit:
