@@ -109,7 +109,8 @@ def render(index_path: Path, trimmed: list[tuple[str, Any, Path]], results: dict
     for k in keys:
         r = results[k]
         base = r['latencies'][0]
-        lines.append(f"| {k} | {latency_ms(base):.3f} ({base.get('estimator', 'median')}) | {r['rounds']} x {r['runs']} | "
+        lines.append(f"| {k} | {latency_ms(base):.3f} ({base.get('estimator', 'median')}) | "
+                     f"{r['rounds']} x {r['runs']} | "
                      f"{r['load']:.2f} | {r['when']} |")
     hw = {e.hardware for _, e, _ in trimmed}
     if hw - here:

@@ -118,10 +118,9 @@ def spec_of(net: dict) -> Any:
 
 def instance_figures(times_model: np.ndarray, est: str) -> list[float]:
     """Each instance's figure (ms) by an estimator: ``(instances, rounds, runs)`` seconds in."""
-    from compactnet.measure import round_figures
+    from compactnet.measure import summarise
 
-    return [float((round_figures(t, est).min() if est == "min" else np.median(round_figures(t, est))) * 1e3)
-            for t in np.asarray(times_model)]
+    return [summarise(t, est).value_ms for t in np.asarray(times_model)]
 
 
 def chunk_record(times: np.ndarray, ids: Sequence[str], when: str, load: float, seed: int) -> dict:
@@ -186,12 +185,6 @@ def _covers(x: dict, pooled: float, drift: float) -> bool:
     return lo <= pooled <= hi
 
 
-def _drift(key: str, est: str) -> float:
-    from compactnet.measure import default_drift
-
-    return default_drift(key, est)
-
-
 def estimate_drift(res: dict, est: str) -> float:
     """Between-pass relative sd of the speedups over the reference not explained by their bootstrap
     intervals: ``sqrt(sd_total^2 - sd_boot^2)`` on the log scale (robust: MAD and medians)."""
@@ -209,13 +202,15 @@ def estimate_drift(res: dict, est: str) -> float:
 
 def summarise_platform(res: dict, key: str = "") -> dict:
     """Both estimators' repeatability and interval coverage on one platform's two passes."""
+    from compactnet.measure import default_drift
+
     p1 = {nid: (ch, i) for ch in res.get("pass1", []) for i, nid in enumerate(ch["ids"])}
     p2 = {nid: (ch, i) for ch in res.get("pass2", []) for i, nid in enumerate(ch["ids"])}
     ids = [nid for nid in p1 if nid in p2 and nid != REFERENCE]
     out: dict[str, Any] = {"networks": len(ids)}
     for est in ESTIMATORS:
         d_ms, d_ratio, cover, cover_drift = [], [], [], []
-        drift = _drift(key, est) if key else 0.0
+        drift = default_drift(key, est) if key else 0.0
         for nid in ids:
             (c1, _), (c2, _) = p1[nid], p2[nid]
             a, b = c1["nets"][nid][est], c2["nets"][nid][est]
@@ -268,12 +263,14 @@ def coverage_pairs(args: argparse.Namespace, key: str, results: dict, save: Call
 def summarise_pairs(res: dict, key: str = "") -> dict:
     """Coverage of the stated intervals around each pair's pooled ratio, per estimator: the bootstrap's
     alone and widened by the protocol's drift term for the platform (:data:`compactnet.measure.DRIFT_SD`)."""
+    from compactnet.measure import default_drift
+
     out: dict[str, Any] = {}
     recs = res.get("pairs", [])
     pairs = sorted({d["pair"] for d in recs})
     for est in ESTIMATORS:
         cover, cover_drift, widths, spread = [], [], [], []
-        drift = _drift(key, est) if key else 0.0
+        drift = default_drift(key, est) if key else 0.0
         for p in pairs:
             rs = [d for d in recs if d["pair"] == p]
             pooled = (_pooled(*(d["nets"][REFERENCE][est]["instances"] for d in rs))
@@ -285,7 +282,8 @@ def summarise_pairs(res: dict, key: str = "") -> dict:
                 widths.append((s["high"] - s["low"]) / (2 * s["speedup"]))
             sp = np.asarray([d["nets"][p][est]["speedup"] for d in rs])
             spread.append(float(sp.std(ddof=1) / sp.mean()) if sp.size > 1 else math.nan)
-        out[est] = {"pairs": len(pairs), "comparisons": len(cover), "coverage": float(np.mean(cover)) if cover else math.nan,
+        out[est] = {"pairs": len(pairs), "comparisons": len(cover),
+                    "coverage": float(np.mean(cover)) if cover else math.nan,
                     "drift_sd": drift, "coverage_with_drift": float(np.mean(cover_drift)) if cover_drift else math.nan,
                     "median_ci_halfwidth": float(np.median(widths)) if widths else math.nan,
                     "speedup_cv": float(np.nanmedian(spread)) if spread else math.nan}
@@ -343,7 +341,8 @@ def compare_sets(folder: Path, first: str = "results.json", second: str = "resul
                         and b[key][n].get("ratio")])
         refs = [[latency_ms(c["reference"]) for c in r.get("_chunks", {}).get(key, [])] for r in (a, b)]
         lines.append(f"{key}: {len(ids)} networks measured twice ({', '.join(sorted(est))} estimator)")
-        lines.append(f"  ms: median |diff| {np.median(np.abs(d_ms)):.2%}, within 3% {np.mean(np.abs(d_ms) <= 0.03):.0%}, "
+        lines.append(f"  ms: median |diff| {np.median(np.abs(d_ms)):.2%}, "
+                     f"within 3% {np.mean(np.abs(d_ms) <= 0.03):.0%}, "
                      f"worst {np.abs(d_ms).max():.1%}; ratio to the chunk's reference: median |diff| "
                      f"{np.median(np.abs(d_r)):.2%}, within 3% {np.mean(np.abs(d_r) <= 0.03):.0%}")
         for name, r in zip(("first", "second"), refs):
@@ -366,7 +365,8 @@ def render(results: dict, args: argparse.Namespace) -> str:
             s = summarise_pairs(res, key)
             for est in ESTIMATORS:
                 e = s[est]
-                lines.append(f"  {est:6s} coverage of stated 95% speedup intervals: {e['coverage_with_drift']:.1%} with the "
+                lines.append(f"  {est:6s} coverage of stated 95% speedup intervals: "
+                             f"{e['coverage_with_drift']:.1%} with the "
                              f"protocol's drift term ({e['drift_sd']:.1%}), {e['coverage']:.1%} bootstrap alone "
                              f"({e['comparisons']} comparisons of {e['pairs']} pairs); median bootstrap half-width "
                              f"{e['median_ci_halfwidth']:.2%}; speedup CV across repeats {e['speedup_cv']:.2%}")

@@ -218,6 +218,11 @@ def _check_estimator(estimator: str) -> str:
     return estimator
 
 
+def _resolve_estimator(estimator: str | None) -> str:
+    """The estimator given, or the process default (:func:`default_estimator`), checked."""
+    return _check_estimator(estimator or default_estimator())
+
+
 #: Environment variable naming the process's estimator (``min`` or ``median``).
 ESTIMATOR_ENV = "COMPACTNET_ESTIMATOR"
 _estimator_override: str | None = None
@@ -251,7 +256,7 @@ def round_figures(times: np.ndarray, estimator: str | None = None) -> np.ndarray
 
     1-D input is taken as round figures already. ``estimator`` None: :func:`default_estimator`.
     """
-    estimator = _check_estimator(estimator or default_estimator())
+    estimator = _resolve_estimator(estimator)
     t = np.asarray(times, dtype=np.float64)
     if t.ndim == 1:
         return t
@@ -267,12 +272,7 @@ def _reduce(figures: np.ndarray, estimator: str, axis: int = -1) -> np.ndarray:
 
 def round_medians(times: np.ndarray) -> np.ndarray:
     """Median of each round: ``(rounds, runs) -> (rounds,)``; 1-D input is taken as round medians."""
-    t = np.asarray(times, dtype=np.float64)
-    if t.ndim == 1:
-        return t
-    if t.ndim != 2:
-        raise bad_value("times", "an array of shape (rounds, runs) or (rounds,)", t.shape)
-    return np.median(t, axis=1)
+    return round_figures(times, "median")
 
 
 def _as_instances(times: np.ndarray, name: str) -> np.ndarray:
@@ -304,8 +304,8 @@ def summarise(times_model: np.ndarray, estimator: str | None = None) -> Latency:
         load; never used to compare).
     """
     t = _as_instances(times_model, "times_model")
-    estimator = _check_estimator(estimator or default_estimator())
-    per_round = np.stack([round_figures(ti, estimator) for ti in t]) * 1e3  # (instances, rounds)
+    estimator = _resolve_estimator(estimator)
+    per_round = _per_round(t, estimator) * 1e3  # (instances, rounds)
     value = float(np.median(_reduce(per_round, estimator, axis=1)))
     fig = np.median(per_round, axis=0)
     low, high = np.percentile(fig, [25, 75])
@@ -350,7 +350,7 @@ def bootstrap_ratio(a_rounds: np.ndarray, b_rounds: np.ndarray, n_boot: int = 20
     Returns:
         ``(ratio, low, high)``.
     """
-    estimator = _check_estimator(estimator or default_estimator())
+    estimator = _resolve_estimator(estimator)
     fa, fb = (np.atleast_2d(_per_round(x, estimator)) for x in (a_rounds, b_rounds))
     if fa.size == 0 or fb.size == 0:
         raise bad_value("rounds", "at least one round per model", (fa.size, fb.size))
@@ -526,10 +526,14 @@ INSTANCES: dict[str, int] = {"ort": 3, "openvino": 3, "ncnn": 3, "torch": 3, "sy
 DEFAULT_INSTANCES = 3
 
 
+def _runtime(platform: Platform | str) -> str:
+    """The runtime of a platform or platform key."""
+    return (platform if isinstance(platform, Platform) else Platform.parse(str(platform))).runtime
+
+
 def default_instances(platform: Platform | str) -> int:
     """The protocol's instances per model for a platform or platform key."""
-    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
-    return INSTANCES.get(plat.runtime, DEFAULT_INSTANCES)
+    return INSTANCES.get(_runtime(platform), DEFAULT_INSTANCES)
 
 
 #: Relative standard deviation of a speedup between comparisons minutes apart that the bootstrap over
@@ -550,8 +554,7 @@ DEFAULT_DRIFT_SD = 0.015
 
 def default_drift(platform: Platform | str, estimator: str | None = None) -> float:
     """The protocol's between-comparison drift (relative sd) for a platform and estimator."""
-    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
-    return DRIFT_SD.get((plat.runtime, estimator or default_estimator()), DEFAULT_DRIFT_SD)
+    return DRIFT_SD.get((_runtime(platform), estimator or default_estimator()), DEFAULT_DRIFT_SD)
 
 
 def widen(ratio: float, low: float, high: float, drift_sd: float, level: float = 0.95) -> tuple[float, float, float]:
@@ -570,8 +573,7 @@ def widen(ratio: float, low: float, high: float, drift_sd: float, level: float =
 
 def default_window(platform: Platform | str) -> float:
     """The protocol's round window (seconds) for a platform or platform key."""
-    plat = platform if isinstance(platform, Platform) else Platform.parse(str(platform))
-    return WINDOW_S.get(plat.runtime, DEFAULT_WINDOW_S)
+    return WINDOW_S.get(_runtime(platform), DEFAULT_WINDOW_S)
 
 
 @dataclass(frozen=True)
@@ -787,7 +789,7 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
     names = list(names) if names is not None else _default_names(models)
     if len(names) != len(models) or len(set(names)) != len(names):
         raise bad_value("names", f"{len(models)} distinct names, one per model", names)
-    estimator = _check_estimator(estimator or default_estimator())
+    estimator = _resolve_estimator(estimator)
     runner = platform if isinstance(platform, Runner) else get_runner(platform)
     window_s = default_window(runner.platform) if window_s is None else float(window_s)
     instances = default_instances(runner.platform) if instances is None else instances
@@ -929,6 +931,7 @@ def reached(comparison: Comparison, index: int | str, target: float) -> bool:
 
 
 __all__ = ["time_interleaved", "JobTimeout", "round_medians", "round_figures", "default_window", "ESTIMATORS",
-           "DEFAULT_ESTIMATOR", "default_estimator", "DRIFT_SD", "default_drift", "widen", "set_default_estimator", "WINDOW_S", "INSTANCES", "default_instances", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
+           "DEFAULT_ESTIMATOR", "default_estimator", "set_default_estimator", "DRIFT_SD", "default_drift", "widen",
+           "WINDOW_S", "INSTANCES", "default_instances", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
            "LoadMonitor", "Comparison", "compare", "measure", "reached", "onnx_versions", "MIN_ROUNDS", "MAX_LOAD",
            "PROTOCOL_OPSET", "PROTOCOL_MAX_IR"]

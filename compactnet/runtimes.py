@@ -716,8 +716,8 @@ class SyntheticRunner(Runner):
     ``two_sided=True`` gives ``exp(sigma * z)``), with probability ``burst_p`` an extra ``burst``
     factor, and inside a slow stretch an extra ``stretch`` factor: a stretch starts at a call with
     probability ``stretch_p`` and lasts ``stretch_calls`` calls (the CPU running slower for
-    seconds). The same seed and call sequence give the same times. :meth:`expected_s` is the noise-free latency, for checking the
-    protocol's statistics. :meth:`run` delegates to onnxruntime (CPU) so accuracy code still works.
+    seconds). The same seed and call sequence give the same times. :meth:`expected_s` is the
+    noise-free latency, for checking the protocol's statistics. :meth:`run` delegates to onnxruntime (CPU) so accuracy code still works.
 
     Models may be ONNX (path, bytes, proto), a :class:`~compactnet.spec.LayerSpec` or a
     :class:`~compactnet.spec.NetworkSpec`. ``apply_load_policy=True`` makes the protocol treat it

@@ -13,8 +13,8 @@ Following nn-Meter, a profiler is split in two halves:
 The protocol (DESIGN's measurement rule, :mod:`compactnet.measure`): at least 7 rounds after
 warm-up, a layer's latency is the minimum over its timed calls (``Protocol(estimator="median")``:
 the median of its round medians, the rule before), less the empty model's figure by the same
-estimator, a stability figure per sample, the load average recorded, a busy machine refused (``busy="refuse"``) or the measurement flagged
-(``busy="flag"``: kept, with its load, and logged).
+estimator, a stability figure per sample, the load average recorded, a busy machine refused
+(``busy="refuse"``) or the measurement flagged (``busy="flag"``: kept, with its load, and logged).
 
 :class:`SyntheticProfiler` is a seeded, deterministic stand-in for tests, with a cost model that
 punishes unaligned channel counts like onnxruntime does.

@@ -115,8 +115,8 @@ class SampleStore:
             measurements = [measurements]
         stored = now_iso()
         rows = [(m.platform.key, m.platform.hardware, m.platform.runtime_version, layer_key(m.layer), m.context,
-                 m.layer.op, float(m.latency.value_ms), None if m.load != m.load else float(m.load), m.when, stored, run_id,
-                 json.dumps(m.to_dict(), allow_nan=True)) for m in measurements]
+                 m.layer.op, float(m.latency.value_ms), None if m.load != m.load else float(m.load), m.when, stored,
+                 run_id, json.dumps(m.to_dict(), allow_nan=True)) for m in measurements]
         if not rows:
             return 0
         with self._lock:
@@ -218,7 +218,8 @@ class SampleStore:
                         **{k: layer[k] for k in ("op", "cin", "cout", "h", "w", "groups", "expansion", "bn", "act",
                                                  "bias", "residual")},
                         **{k: "x".join(map(str, layer[k])) for k in ("kernel", "stride", "padding")},
-                        "value_ms": latency_ms(lat), "estimator": lat.get("estimator", LEGACY_ESTIMATOR), "low_ms": lat.get("low_ms"), "high_ms": lat.get("high_ms"),
+                        "value_ms": latency_ms(lat), "estimator": lat.get("estimator", LEGACY_ESTIMATOR),
+                        "low_ms": lat.get("low_ms"), "high_ms": lat.get("high_ms"),
                         "runs": lat.get("runs"), "load": d.get("load"), "measured_at": d["when"],
                         "stored_at": stored, "run_id": run_id})
         return out

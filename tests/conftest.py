@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,22 @@ def _one_thread(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("COMPACTNET_HOME", str(tmp_path_factory.mktemp("home")))
     # a refused busy measurement is taken again at once (the library pauses seconds between attempts)
     monkeypatch.setattr("compactnet.measure.BUSY_PAUSES_S", (0.0,))
+
+
+@pytest.fixture(scope="module")
+def bench(request):
+    """The script ``benchmarks/<BENCH>.py`` (``BENCH`` set by the test module), imported as a module.
+
+    It is registered in ``sys.modules`` while the module's tests run (dataclasses look their module up).
+    """
+    name = request.module.BENCH
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop(spec.name, None)
 
 
 def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

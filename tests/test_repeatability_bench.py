@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "repeatability_bench.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("repeatability_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    yield mod
-    sys.modules.pop(spec.name, None)
+BENCH = "repeatability_bench"  # imported by the `bench` fixture of tests/conftest.py
 
 
 def test_the_set_mixes_families_and_input_sizes(bench):
@@ -77,7 +62,8 @@ def test_sets_mode_compares_a_set_measured_twice(bench, tmp_path, capsys):
     ref = {"value_ms": 1.0, "estimator": "min"}
     one = {key: {f"n{i}": {"value_ms": 0.5, "estimator": "min", "ratio": 0.5} for i in range(4)},
            "_chunks": {key: [{"reference": ref}]}}
-    two = {key: {f"n{i}": {"value_ms": v, "estimator": "min", "ratio": v} for i, v in enumerate((0.5, 0.51, 0.49, 0.6))},
+    two = {key: {f"n{i}": {"value_ms": v, "estimator": "min", "ratio": v}
+                 for i, v in enumerate((0.5, 0.51, 0.49, 0.6))},
            "_chunks": {key: [{"reference": {**ref, "value_ms": 1.05}}]}}
     (tmp_path / "results.json").write_text(json.dumps(one))
     (tmp_path / "results-repeat.json").write_text(json.dumps(two))
