@@ -5,8 +5,8 @@
 # while another process loads the CPU are refused. Every step resumes where it stopped, so a
 # killed run is simply started again. Outputs go to results/ (committed).
 #
-#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline repeatability profile prior fit testset composition
-#                                               predictors search zoo
+#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline repeatability context profile prior fit testset
+#                                               composition predictors search zoo
 #
 # The baseline every search starts from and the zoo's "base" entry are the same weights: the bundled
 # compactnet/assets/mobilenetv2.cifar10.safetensors (with its card), or, when the optional "baseline"
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${RESULTS:-results}
 PLATFORMS=${PLATFORMS:-"ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1"}
-STEPS=${*:-"repeatability profile prior fit testset predictors search zoo"}
+STEPS=${*:-"repeatability context profile prior fit testset predictors search zoo"}
 # Measuring context of the layer samples. DESIGN asks for the network's cache state ("rotation");
 # on this machine the rotation loop's Figure-7 sums read 56-150% above the prefix networks while
 # "isolated" read 11% below on average (see results/profilers_bench.txt), so isolated samples plus a
@@ -51,6 +51,13 @@ if has repeatability; then  # issue 14: does the protocol repeat? >= 100 network
     --out "$R/repeatability.json.gz"   # also writes repeatability.txt
   # the speedup intervals' coverage: four pairs compared 15 times each (writes coverage.txt)
   python benchmarks/repeatability_bench.py --platforms $PLATFORMS --pairs 4 --repeats 15 --out "$R/coverage.json.gz"
+fi
+if has context; then  # issue 15: the space prior's layers, 80 calibration and 200 test networks of the latency
+  # families per runtime, then accuracy per family, leave-one-family-out, interval coverage and speed
+  python benchmarks/context_bench.py measure --store "$R/space.sqlite" --out "$R/families" --platforms $PLATFORMS \
+    --busy "$BUSY"
+  python benchmarks/context_bench.py evaluate --store "$R/space.sqlite" --out "$R/families" --platforms $PLATFORMS \
+    --ranking "$R/testset" --json "$R/context.json"   # also writes context.txt
 fi
 if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
   python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \

@@ -285,8 +285,10 @@ def platforms(noise, repeats, as_json):
 
 @cli.command()
 @PLATFORM_OPT
-@click.option("--strategy", type=click.Choice(["dense", "random", "sobol", "prior", "adaptive"]), default="sobol",
-              show_default=True, help="Which configurations to measure.")
+@click.option("--strategy", type=click.Choice(["dense", "random", "sobol", "prior", "adaptive", "space"]), default="space",
+              show_default=True, help="Which configurations to measure: space (common CNN layers at 1-224 px, "
+              "what a predictor for any network needs), sobol/random/prior/adaptive (the --model's layers and "
+              "trims), dense (the paper's table over the Table-1 MobileNetV2's units).")
 @click.option("--samples", type=int, default=None, help="Sample budget (configurations).")
 @click.option("--seconds", type=float, default=None, help="Time budget in seconds.")
 @STORE_OPT
@@ -361,7 +363,7 @@ def agent(host, port, token, max_upload_mb, job_timeout):
 # ----- predictors ----------------------------------------------------------------------------
 #: `compactnet fit --calibration-mode` values (compactnet.predictors.network.CALIBRATION_MODES, kept here so
 #: the CLI's help does not import the predictors; a test checks they agree).
-CALIBRATION_MODE_CHOICES = ("auto", "scale", "affine", "layers", "kinds")
+CALIBRATION_MODE_CHOICES = ("auto", "scale", "affine", "layers", "kinds", "context")
 #: Estimators `compactnet fit` can save in the portable, pickle-free format (the random-forest
 #: baseline has none: use it from the Python API, compactnet.predictors).
 PORTABLE_ESTIMATORS = ("gbdt", "lookup", "flops", "constant")
@@ -431,7 +433,9 @@ def _calibration_set(model_name: str, n: int, platform_key: str, seed: int, roun
 @click.option("--calibration-mode", "calibration_mode", type=click.Choice(CALIBRATION_MODE_CHOICES), default="auto",
               show_default=True,
               help="scale | affine | layers (one factor, offset, per-layer term) | kinds (one factor per layer "
-                   "kind: 4 networks per fitted term, i.e. 4 x (kinds + 2)); auto picks by the number of networks. "
+                   "kind: 4 networks per fitted term, i.e. 4 x (kinds + 2)) | context (a factor per layer learned "
+                   "end to end from the networks: 12 or more); auto picks by the number of networks (context "
+                   "from 30). "
                    "Used with --calibrate or --calibrate-from.")
 @click.option("--anchors/--no-anchors", "anchored", default=True, show_default=True,
               help="Put the samples on one speed scale by the anchor layers timed in their batch (samples "
@@ -538,35 +542,65 @@ def _canonical_key(platform_key: str) -> str:
     return Platform.parse(platform_key).key
 
 
-def auto_fit_predictor(platform_key: str, model_name: str, samples: int = 300, n_calibrate: int = 4,
-                       context: str = "isolated", busy: str = "refuse"):
-    """Profile this machine briefly, fit and calibrate a predictor, and save it where `fit` would.
+def auto_fit_predictor(platform_key: str, model_name: str, samples: int = 1200, model_samples: int = 300,
+                       n_calibrate: int | None = None, context: str = "isolated", busy: str = "refuse"):
+    """Profile this machine once, fit a predictor with its in-context correction, and save it where `fit` would.
 
-    What ``compactnet optimize`` does on a fresh machine with no predictor for the platform:
-    ``samples`` sobol samples of the model's layers (about 20 s on onnxruntime here, a few
-    minutes on ncnn), the GBDT fit, and a calibration on ``n_calibrate`` whole networks (the
-    untrimmed model and random trims) measured by the protocol.
+    What ``compactnet optimize`` does on a fresh machine with no predictor for the platform (issue
+    15's budget: at most 1,500 layer samples and 100 whole networks):
+
+    1. ``samples`` layers of the ``space`` prior (common CNN layers at 32-224 px) and
+       ``model_samples`` sobol samples of the model's own layers, timed alone;
+    2. the GBDT fit per layer kind;
+    3. ``n_calibrate`` whole networks (:func:`compactnet.predictors.calibration.calibration_set`:
+       the untrimmed model, trims of it and networks of the latency families) measured by the
+       protocol, resumable under ``$COMPACTNET_HOME/calibration/PLATFORM``;
+    4. the in-context correction learned from them (``calibrate``; fewer than 30 networks fall
+       back to the simpler calibrations).
+
+    Every step resumes where an interrupted run stopped (the samples are in the store, the
+    networks' figures in the results file). Logs one line per step with its wall time.
     """
+    import time
+
+    from compactnet.data import home_dir
     from compactnet.extract import spec_for
+    from compactnet.predictors.calibration import DEFAULT_NETWORKS, calibration_set, measure_calibration, measured
     from compactnet.predictors.network import fit_platform
     from compactnet.predictors.persist import save_portable
+    from compactnet.predictors.testset import TestSet
     from compactnet.profilers.base import Protocol
     from compactnet.profilers.run import profile as run_profile
     from compactnet.spec import Platform
 
     key = Platform.parse(platform_key).key
+    n_calibrate = DEFAULT_NETWORKS if n_calibrate is None else n_calibrate
     store = _default_store()
-    log.warning("no predictor for %s yet: profiling %d layer samples into %s, then fitting and calibrating "
-                "on %d whole networks (once; later runs reuse it; --no-auto-fit to refuse instead)",
-                key, samples, store, n_calibrate)
-    rep = run_profile(key, "sobol", samples=samples, store=store, network=spec_for(model_name),
-                      context=context, protocol=Protocol(busy=busy, context=context))
-    log.info("profiled %s: %d measured, %d already stored (%.1f s)", key, rep.measured, rep.skipped, rep.wall_s)
+    log.warning("no predictor for %s yet: profiling it once (%d layer samples into %s, %d whole networks), then "
+                "fitting; later runs reuse the predictor (--no-auto-fit to refuse instead)", key,
+                samples + model_samples, store, n_calibrate)
+    t0 = time.time()
+    protocol = Protocol(busy=busy, context=context)
+    reps = [run_profile(key, "space", samples=samples, store=store, context=context, protocol=protocol)]
+    if model_samples:
+        reps.append(run_profile(key, "sobol", samples=model_samples, store=store, network=spec_for(model_name),
+                                context=context, protocol=protocol))
+    t1 = time.time()
+    log.info("profiled %s: %d layers measured, %d already stored (%.1f s)", key, sum(r.measured for r in reps),
+             sum(r.skipped for r in reps), t1 - t0)
     pred = fit_platform(store, key, context=context)
-    specs, comp = _calibration_set(model_name, n_calibrate, key, 0, 10, busy)
-    pred.calibrate(specs, list(comp.latencies))
+    folder = home_dir() / "calibration" / key
+    ts_path = folder / "testset.json"
+    ts = TestSet.load(ts_path) if ts_path.is_file() else calibration_set(n_calibrate, model_name)
+    ts.save(ts_path)
+    measure_calibration(ts, key, folder / "results.json", busy=busy)
+    specs, ms = measured(ts, folder / "results.json", key)
+    t2 = time.time()
+    log.info("measured %d whole networks on %s (%.1f s)", len(specs), key, t2 - t1)
+    pred.calibrate(specs, ms)
     out = save_portable(pred, _predictor_dir(key))
-    log.info("predictor for %s saved -> %s", key, out)
+    log.info("one-time profiling of %s: %.1f s in all (layers %.1f s, networks %.1f s, fit %.1f s); predictor "
+             "saved -> %s", key, time.time() - t0, t1 - t0, t2 - t1, time.time() - t2, out)
     return pred
 
 
@@ -589,14 +623,22 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
     pred = load_predictor(platform_key, predictor_path)
     spec_ = network_spec_from_onnx(onnx_file) if onnx_file else spec_for(model_name, channels)
     rows, total = predict_table(pred, spec_)
-    lines = [f"{'layer':28} {'op':7} {'cin':>5} {'cout':>5} {'HxW':>7} {'ms':>8} {'interval':>17} {'share':>6}"]
+    inside = any("in_network_ms" in r for r in rows)
+    lines = [f"{'layer':28} {'op':7} {'cin':>5} {'cout':>5} {'HxW':>7} {'alone ms':>8} {'interval':>17}"
+             + (f" {'in net ms':>9}" if inside else "") + f" {'share':>6}"]
     for r in rows:
         interval = f"{r['low_ms']:.4f}-{r['high_ms']:.4f}"
         hw = f"{r['h']}x{r['w']}"
         lines.append(f"{str(r['name'])[:28]:28} {r['op']:7} {r['cin']:>5} {r['cout']:>5} {hw:>7} "
-                     f"{r['ms']:>8.4f} {interval:>17} {100 * r['share']:>5.1f}%")
+                     f"{r['ms']:>8.4f} {interval:>17}" + (f" {r['in_network_ms']:>9.4f}" if inside else "")
+                     + f" {100 * r['share']:>5.1f}%" + ("  (fallback)" if r.get("fallback") else ""))
+    fallback = sorted({r["op"] for r in rows if r.get("fallback")})
+    if fallback:
+        lines.append(f"no samples of {', '.join(fallback)} layers on {platform_key}: predicted by the FLOPs-linear "
+                     f"fallback fitted on every kind's samples (profile them to do better)")
     lines.append(f"total on {platform_key}: {total.value_ms:.4f} ms predicted "
-                 f"(interval {total.low_ms:.4f}-{total.high_ms:.4f} ms)")
+                 f"(interval {total.low_ms:.4f}-{total.high_ms:.4f} ms"
+                 + (", layers in network context" if inside else "") + ")")
     emit({"platform": platform_key, "layers": rows, "total": total.to_dict()}, as_json, "\n".join(lines))
 
 
@@ -645,8 +687,8 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
               help="Size budget of the weight-sharing artefact (needs share in --methods; default: as small as "
                    "the sharing's 99% accuracy tolerance allows).")
 @click.option("--auto-fit/--no-auto-fit", default=True, show_default=True,
-              help="With no --predictor and no saved predictor for the platform: profile 300 layer samples, fit and "
-                   "calibrate one first (about a minute on onnxruntime).")
+              help="With no --predictor and no saved predictor for the platform: profile it once first (1,500 "
+                   "layer samples and 60 whole networks, a few minutes on onnxruntime), fit and calibrate.")
 @ESTIMATOR_OPT
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
              mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, snapshots,

@@ -185,6 +185,7 @@ class LatencyPredictor(BaseEstimator):
         self.kind_scale_: dict[str, float] = {}
         self.offset_ = self.overhead_ms_
         self.per_call_ms_ = 0.0
+        self.context_ = None
         self.calibration_: dict | None = None
         return self
 
@@ -248,8 +249,22 @@ class LatencyPredictor(BaseEstimator):
                 lut[OP_CODE[kind]] = a
         return lut[raw[:, 0].astype(np.int64)]
 
+    def _context_weights(self, raw: np.ndarray, isolated_ms: np.ndarray) -> np.ndarray | None:
+        """Per-row in-network factor of raw rows (None without an in-context correction)."""
+        ctx = getattr(self, "context_", None)
+        if ctx is None or len(raw) == 0:
+            return None
+        uniq, inv = unique_rows(raw)  # candidates share most layers: one factor per distinct row
+        first = np.empty(len(uniq), dtype=np.int64)
+        first[inv] = np.arange(len(raw))
+        return np.exp(ctx.log_factor(uniq, isolated_ms[first]))[inv]
+
     def _weighted(self, raw: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``arrays`` (per-row latencies of ``raw``) times each row's kind factor."""
+        """``arrays`` (per-row latencies of ``raw``, the first the point figure) times each row's
+        in-network factor and kind factor."""
+        c = self._context_weights(raw, arrays[0])
+        if c is not None:
+            arrays = tuple(a * c for a in arrays)
         w = self._kind_weights(raw)
         return arrays if w is None else tuple(a * w for a in arrays)
 
@@ -283,21 +298,36 @@ class LatencyPredictor(BaseEstimator):
         raw = raw_matrix(spec.layers)
         ms, lo, hi = self._weighted(raw, *self._layer_ms(raw, interval=True))
         n = len(ms)
-        return Latency(float(self._total(ms.sum(), n)), float(self._total(lo.sum(), n)),
-                       float(self._total(hi.sum(), n)), source="predicted")
+        total = float(self._total(ms.sum(), n))
+        ctx = getattr(self, "context_", None)
+        if ctx is not None:  # cross-validated on whole networks: the layer intervals do not add up to it
+            return Latency(total, total * math.exp(-ctx.interval_log_), total * math.exp(ctx.interval_log_),
+                           source="predicted")
+        return Latency(total, float(self._total(lo.sum(), n)), float(self._total(hi.sum(), n)), source="predicted")
 
     def predict_layers(self, network: NetworkSpec | str | Path) -> list[dict]:
         """Per-layer table: name, op, cin, cout, h, w, stride, ms, low_ms, high_ms, share.
 
         Layer figures are uncalibrated (what a profiler would measure); ``share`` is each layer's
-        fraction of the layer sum. A predictor fitted on MobileNetV2 units lists the units.
+        fraction of the layer sum. With an in-context correction each row also has
+        ``in_network_ms`` (the layer's cost inside this network) and ``share`` is its fraction of
+        their sum. A predictor fitted on MobileNetV2 units lists the units.
         """
         spec = self._spec(network)
-        ms, lo, hi = self._layer_ms(raw_matrix(spec.layers), interval=True)
-        total = float(ms.sum()) or 1.0
-        return [{"name": l.name, "op": l.op, "cin": l.cin, "cout": l.cout, "h": l.h, "w": l.w,
+        raw = raw_matrix(spec.layers)
+        ms, lo, hi = self._layer_ms(raw, interval=True)
+        c = self._context_weights(raw, ms)
+        inside = ms if c is None else ms * c
+        total = float(inside.sum()) or 1.0
+        rows = [{"name": l.name, "op": l.op, "cin": l.cin, "cout": l.cout, "h": l.h, "w": l.w,
                  "stride": l.stride[0], "ms": float(m), "low_ms": float(a), "high_ms": float(b),
-                 "share": float(m) / total} for l, m, a, b in zip(spec.layers, ms, lo, hi)]
+                 "share": float(i) / total} for l, m, a, b, i in zip(spec.layers, ms, lo, hi, inside)]
+        if c is not None:
+            for r, i in zip(rows, inside):
+                r["in_network_ms"] = float(i)
+        for r in rows:  # a kind never profiled is predicted by the FLOPs-linear fallback: say so
+            r["fallback"] = r["op"] not in self.estimators_
+        return rows
 
     def predict_many(self, networks: Sequence[NetworkSpec]) -> np.ndarray:
         """Calibrated total latency (ms) of many networks in one batched call per layer kind."""
@@ -387,7 +417,13 @@ class LatencyPredictor(BaseEstimator):
                 relative error; a fit that fails its constraints falls back to the next simpler
                 mode. The per-kind factors of an earlier ``kinds`` fit are kept by the simpler
                 modes (they refit the global terms on top: what a search's re-calibration on its
-                own few measurements does); a ``kinds`` fit replaces them.
+                own few measurements does); a ``kinds`` fit replaces them. ``context``: an
+                in-context correction per layer (:class:`~compactnet.predictors.context.ContextCorrection`)
+                learned end to end from the networks (needs
+                :data:`~compactnet.predictors.context.MIN_NETWORKS`; ``auto`` picks it from
+                :data:`CONTEXT_AUTO_NETWORKS` networks with two or more layer counts); it replaces
+                the per-kind factors and the global terms, and simpler modes later refit the
+                global terms on top of it.
             ridge: ``kinds`` only: pull of each kind's factor towards the one global factor (the
                 ``layers`` fit), in units of one network's relative error per unit of factor; 0
                 lets every factor go where the networks put it.
@@ -405,9 +441,15 @@ class LatencyPredictor(BaseEstimator):
         nets = [self._spec(n) for n in networks]
         if len(nets) != len(y) or not nets:
             raise bad_value("measured_ms", f"one latency per network ({len(nets)} networks)", f"{len(y)} values")
-        kinds, S = self._kind_sums(nets)
         n = np.array([len(x.layers) for x in nets], dtype=np.float64)
         distinct_n = len(np.unique(n))
+        if mode == "auto" and len(nets) >= CONTEXT_AUTO_NETWORKS and distinct_n >= 2:
+            mode = "context"
+        if mode == "context":
+            return self._calibrate_context(nets, y)
+        if mode == "kinds":  # a per-kind fit replaces an in-context correction
+            self.context_ = None
+        kinds, S = self._kind_sums(nets)
         enough_for_kinds = len(nets) >= KINDS_NETWORKS_PER_TERM * (len(kinds) + 2) and distinct_n >= 2
         if mode == "auto":
             mode = ("kinds" if enough_for_kinds else "layers" if len(nets) >= 4 and distinct_n >= 2
@@ -447,13 +489,29 @@ class LatencyPredictor(BaseEstimator):
                  "".join(f", {k} x{a:.3f}" for k, a in sorted(kind_scale.items())))
         return self
 
+    def _calibrate_context(self, nets: Sequence[NetworkSpec], y: np.ndarray) -> "LatencyPredictor":
+        """Fit the in-context correction (``calibrate(mode="context")``)."""
+        from compactnet.predictors.context import ContextCorrection
+
+        raws = [raw_matrix(x.layers) for x in nets]
+        isolated = [self._layer_ms(r) for r in raws]
+        self.context_ = ContextCorrection().fit(raws, isolated, y, offset_ms=self.overhead_ms_)
+        self.scale_, self.per_call_ms_, self.offset_, self.kind_scale_ = 1.0, 0.0, self.overhead_ms_, {}
+        self.calibration_ = {"mode": "context", "networks": len(nets), "scale": 1.0, "per_call_ms": 0.0,
+                             "offset_ms": self.offset_, "kind_scale": {}, "context": self.context_.describe(),
+                             "rel_error_cv": [float(v) for v in self.context_.cv_errors_]}
+        return self
+
     def _kind_sums(self, nets: Sequence[NetworkSpec]) -> tuple[list[str], np.ndarray]:
-        """The kinds present and each network's uncalibrated layer sum per kind, ``(networks, kinds)``."""
+        """The kinds present and each network's layer sum per kind, ``(networks, kinds)`` (isolated
+        figures, times the in-context factors when there is a correction)."""
         counts = [len(x.layers) for x in nets]
         raw = raw_matrix(l for x in nets for l in x.layers)
         codes, col = np.unique(raw[:, 0].astype(np.int64), return_inverse=True)
         owner = np.repeat(np.arange(len(nets)), counts)
-        S = np.bincount(owner * len(codes) + col, weights=self._layer_ms(raw),
+        ms = self._layer_ms(raw)
+        c = self._context_weights(raw, ms)
+        S = np.bincount(owner * len(codes) + col, weights=ms if c is None else ms * c,
                         minlength=len(nets) * len(codes)).reshape(len(nets), len(codes))
         return [_OP_NAME[int(c)] for c in codes], S
 
@@ -490,11 +548,14 @@ class LatencyPredictor(BaseEstimator):
                 "per_call_ms": float(getattr(self, "per_call_ms_", 0.0)),
                 "kind_scale": dict(getattr(self, "kind_scale_", {}) or {}),
                 "overhead_ms": float(getattr(self, "overhead_ms_", self.overhead_ms or 0.0)),
+                "context": None if getattr(self, "context_", None) is None else self.context_.describe(),
                 "granularity": self.granularity, "calibration": self.calibration_}
 
 
 #: Calibration modes of :meth:`LatencyPredictor.calibrate`.
-CALIBRATION_MODES = ("auto", "scale", "affine", "layers", "kinds")
+CALIBRATION_MODES = ("auto", "scale", "affine", "layers", "kinds", "context")
+#: Networks (of two or more layer counts) from which ``calibrate(mode="auto")`` fits the in-context correction.
+CONTEXT_AUTO_NETWORKS = 30
 #: Networks needed per fitted term (a factor per kind, the per-layer term, the offset) before
 #: ``calibrate(mode="auto")`` fits one factor per kind.
 KINDS_NETWORKS_PER_TERM = 4

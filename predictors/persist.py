@@ -300,6 +300,7 @@ def save_portable(predictor: Any, folder: str | Path) -> Path:
                       "overhead_ms": float(getattr(predictor, "overhead_ms_", predictor.overhead_ms or 0.0)),
                       "calibration": _jsonable(predictor.calibration_)},
         "kinds": kinds, "fallback": _dump_estimator(predictor.fallback_, folder, "fallback"),
+        "context": _dump_context(getattr(predictor, "context_", None), folder),
     }
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
@@ -367,7 +368,36 @@ def _predictor_from_manifest(manifest: dict, folder: Path) -> Any:
     pred.calibration_ = p.get("calibration")
     pred.estimators_ = {k: _load_estimator(d, folder) for k, d in manifest["kinds"].items()}
     pred.fallback_ = _load_estimator(manifest["fallback"], folder)
+    pred.context_ = _load_context(manifest.get("context"), folder)  # files written before it: none
     return pred
+
+
+def _dump_context(ctx: Any, folder: Path) -> dict | None:
+    """The in-context correction as its booster's JSON file plus settings and learned numbers."""
+    if ctx is None:
+        return None
+    ctx.booster_.save_model(folder / "context.json")
+    return {"params": _jsonable(ctx.get_params()), "booster": "context.json",
+            "attrs": _simple_attrs(ctx, {"booster_"})}
+
+
+def _load_context(d: Any, folder: Path) -> Any:
+    if d is None:
+        return None
+    import xgboost as xgb
+
+    from compactnet.predictors.context import ContextCorrection
+
+    fname = d["booster"]
+    if not _plain_name(fname) or not (folder / fname).is_file():
+        raise ModelFileError(f"portable predictor {folder}: context booster {fname!r} must be a plain file name "
+                             "of a file inside the folder")
+    ctx = ContextCorrection(**d["params"])
+    _set_attrs(ctx, d["attrs"])
+    ctx.cv_errors_ = np.asarray(ctx.cv_errors_, dtype=np.float64)
+    ctx.booster_ = xgb.Booster()
+    ctx.booster_.load_model(folder / fname)
+    return ctx
 
 
 __all__ = ["PredictorMismatchWarning", "environment", "metadata", "check_metadata", "save", "load", "save_portable",

@@ -46,6 +46,7 @@ class TestNetwork:
         model: Registry name.
         channels: Channel configuration (JSON form of the model's config).
         seen_fraction: Share of its layers already in the sample store at generation time.
+        hw: Input height and width (px).
     """
 
     __test__ = False  # not a pytest class
@@ -53,12 +54,19 @@ class TestNetwork:
     model: str
     channels: dict
     seen_fraction: float = 0.0
+    hw: int = 32
 
     def spec(self):
-        """The network's :class:`~compactnet.spec.NetworkSpec`."""
-        from compactnet.extract import spec_for
+        """The network's :class:`~compactnet.spec.NetworkSpec` at its input size."""
+        from compactnet.predictors.families import spec
 
-        return spec_for(self.model, self.channels)
+        return spec(self.model, self.channels, self.hw)
+
+    def onnx_bytes(self) -> bytes:
+        """The protocol's ONNX export of the network at its input size (random weights)."""
+        from compactnet.predictors.families import onnx_bytes
+
+        return onnx_bytes(self.model, self.channels, self.hw)
 
 
 @dataclass(frozen=True)
@@ -358,11 +366,8 @@ def measure_testset(testset: TestSet | str | Path, platform: Any, results_path: 
         by_id.update((m.id, m) for m in c.candidates)
 
     if model_of is None:
-        from compactnet.export import export_onnx
-        from compactnet.models import create_model
-
         def model_of(n: TestNetwork) -> bytes:
-            return export_onnx(create_model(n.model, n.channels)).onnx_bytes
+            return n.onnx_bytes()
 
     def flush() -> None:
         tmp = path.with_name(path.name + ".tmp")

@@ -18,6 +18,8 @@ no configuration is proposed twice):
               width ratio uniform in [0.25, 1], jittered by up to 2 channels.
 ``adaptive``  measure next where a predictor is least certain (nn-Meter): needs an
               :class:`UncertaintyModel`, which the predictors stage implements.
+``space``     a prior over the layers of common CNNs at 32-224 px, not one model's units
+              (:class:`compactnet.profilers.space.LayerSpaceStrategy`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from compactnet.spec import LayerSpec, Measurement, NetworkSpec
 
 from compactnet.profilers.store import layer_key
 
-STRATEGIES = ("dense", "random", "sobol", "prior", "adaptive")
+STRATEGIES = ("dense", "random", "sobol", "prior", "adaptive", "space")
 #: Channel step of the dense baseline unless told otherwise.
 DEFAULT_DENSE_STEP = 8
 
@@ -482,6 +484,10 @@ def make_strategy(name: str | SamplingStrategy, seed: int = 0,
     if name == "dense":
         space = resolve_space(network, lower="full")
         return DenseStrategy(space, seed, step=step)
+    if name == "space":
+        from compactnet.profilers.space import LayerSpaceStrategy
+
+        return LayerSpaceStrategy(seed=seed)
     if name == "prior":
         net = network if isinstance(network, NetworkSpec) else None
         space = None if net is not None or network is None else resolve_space(network)

@@ -51,6 +51,7 @@ from compactnet.errors import bad_value
 from compactnet.search._io import atomic_write_json
 from compactnet.search.groups import channels_json, config_from_model, history_to_json
 from compactnet.search.loop import ProgressiveSearch, protocol_measure
+from compactnet.search.report import write_report
 from compactnet.search.schedule import Preset, get_preset
 
 log = logging.getLogger(__name__)
@@ -216,14 +217,62 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
         ConfigError: Bad or missing target, predictor or names.
         DataError, ModelFileError, MeasurementError: As raised by the stages used.
     """
-    from compactnet.models import create_model, get_entry, load_weights, save_weights
-    from compactnet.spec import Platform
-    from compactnet.train import evaluate, get_recipe, train
-
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    entry = get_entry(model_name)
-    plat = platform if isinstance(platform, Platform) else Platform.parse(platform)
+    _check_targets(speedup, latency_ms, measure, predictor, snapshots)
+    run = _prepare(model_name, weights, platform, predictor, get_preset(preset, **preset_overrides), out_dir, data,
+                   measure, channels, busy, seed, progress, final_repeats, t0)
+    run.signature = {"model": run.entry.name, "weights": _file_hash(weights), "channels": str(channels),
+                     "platform": run.plat.key, "speedup": None if speedup is None else round(float(speedup), 6),
+                     "latency_ms": None if latency_ms is None else round(float(latency_ms), 6),
+                     "preset": run.pre.to_dict(), "mode": mode, "importance": str(importance), "seed": int(seed),
+                     "measure": bool(measure)}
+    t_final = _target(run, speedup, latency_ms)
+    search, snaps = _search(run, t_final, mode, importance, n_jobs, snapshots, on_iteration)
+    _final_retrain(run, search, retrain)
+    final = _evaluate_and_measure(run, search)
+    report = _report(run, search, final, command, latency_ms, mode, importance)
+    write_report(report, run.out)
+    if snaps is not None and search.state.snapshots and bool(retrain if retrain_snapshots is None
+                                                            else retrain_snapshots) and run.pre.final_epochs != 0:
+        report["snapshots"] = _retrain_snapshots(search.state, run.out, run.entry, run.ds, run.pre, seed, run.teacher,
+                                                 progress, report, search)
+        run.timings["snapshots_retrain_s"] = sum(float(d.get("retrain_s") or 0.0) for d in report["snapshots"])
+        run.timings["total_s"] = time.perf_counter() - t0
+        write_report(report, run.out)
+    return _result(run, search, report)
+
+
+@dataclass
+class _Run:
+    """What the phases of one :func:`optimize` call share."""
+
+    entry: Any
+    plat: Any
+    pre: Preset
+    out: Path
+    model: nn.Module
+    original: nn.Module
+    ds: Any
+    latency: Any
+    measure_fn: Any
+    repeats: int
+    busy: str
+    seed: int
+    progress: bool
+    t0: float
+    timings: dict = field(default_factory=dict)
+    signature: dict = field(default_factory=dict)
+    original_val_sub: float | None = None      # the original's top-1 on the search's validation subset
+    original_widths: dict = field(default_factory=dict)
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self.original if self.pre.distill else None
+
+
+def _check_targets(speedup: float | None, latency_ms: float | None, measure: bool, predictor: Any,
+                   snapshots: Any) -> None:
+    """Exactly one sensible target, and settings that can serve it."""
     if (speedup is None) == (latency_ms is None):
         raise bad_value("--speedup/--latency-ms", "exactly one target", {"speedup": speedup, "latency_ms": latency_ms})
     if speedup is not None and not speedup > 1:
@@ -236,11 +285,19 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
     if snapshots and not measure:
         raise bad_value("snapshots", "no snapshots without measurement (they are taken at measured speedups)",
                         list(snapshots))
-    pre = get_preset(preset, **preset_overrides)
-    from compactnet.search.decision import check_repeats, default_repeats, repeat_measure, worst_case
 
+
+def _prepare(model_name: str, weights: Any, platform: Any, predictor: Any, pre: Preset, out_dir: Any, data: Any,
+             measure: bool, channels: Any, busy: str, seed: int, progress: bool, final_repeats: int | None,
+             t0: float) -> _Run:
+    """Model, original copy, data, predictor and measuring function (the ``load_s`` phase)."""
+    from compactnet.models import create_model, get_entry, load_weights
+    from compactnet.search.decision import check_repeats, default_repeats
+    from compactnet.spec import Platform
+
+    entry = get_entry(model_name)
+    plat = platform if isinstance(platform, Platform) else Platform.parse(platform)
     repeats = check_repeats(default_repeats(pre.name) if final_repeats is None else final_repeats)
-    retrain_snaps = bool(retrain if retrain_snapshots is None else retrain_snapshots)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = create_model(entry.name, channels)
@@ -250,156 +307,180 @@ def optimize(model_name: str, weights: str | Path | None, platform: Any, speedup
     ds = _load_data(data)
     latency = _load_predictor(predictor, plat)
     measure_fn = protocol_measure(plat, rounds=pre.rounds, input_shape=entry.input_shape, busy=busy) if measure else None
-    timings["load_s"] = time.perf_counter() - t0
+    run = _Run(entry, plat, pre, out, model, original, ds, latency, measure_fn, repeats, busy, seed, progress, t0)
+    run.timings["load_s"] = time.perf_counter() - t0
+    return run
 
-    # the user's target identifies the run; T_final of a --latency-ms run comes from a noisy measurement
-    # and is taken from the checkpoint when one with this signature exists
-    signature = {"model": entry.name, "weights": _file_hash(weights), "channels": str(channels),
-                 "platform": plat.key, "speedup": None if speedup is None else round(float(speedup), 6),
-                 "latency_ms": None if latency_ms is None else round(float(latency_ms), 6),
-                 "preset": pre.to_dict(), "mode": mode, "importance": str(importance), "seed": int(seed),
-                 "measure": bool(measure)}
-    t_final = speedup if speedup is not None else _saved_t_final(out / "checkpoint", signature)
-    if t_final is None:
-        from compactnet.extract import network_spec_from_torch
-        from compactnet.search.latency import as_latency_model
 
-        if measure:
-            from compactnet import measure as protocol
-            from compactnet.export import export_onnx
+def _target(run: _Run, speedup: float | None, latency_ms: float | None) -> float:
+    """``T_final``: the speedup asked for, or the one a latency target implies.
 
-            ref = protocol.compare([export_onnx(original, input_shape=entry.input_shape).onnx_bytes], plat,
-                                   rounds=pre.rounds, busy=busy).latencies[0].value_ms
-        else:
-            ref = float(as_latency_model(latency).predict_many([network_spec_from_torch(original)])[0])
-        t_final = ref / latency_ms
-        if t_final <= 1:
-            raise bad_value("--latency-ms", f"below the original's latency ({ref:.3f} ms)", latency_ms)
+    The user's target identifies the run; ``T_final`` of a ``--latency-ms`` run comes from a noisy
+    measurement and is taken from the checkpoint when one with this signature exists.
+    """
+    t_final = speedup if speedup is not None else _saved_t_final(run.out / "checkpoint", run.signature)
+    if t_final is not None:
+        return float(t_final)
+    from compactnet.extract import network_spec_from_torch
+    from compactnet.search.latency import as_latency_model
 
-    teacher = original if pre.distill else None
-    holder: list = []
+    if run.measure_fn is not None:
+        from compactnet import measure as protocol
+        from compactnet.export import export_onnx
+
+        ref = protocol.compare([export_onnx(run.original, input_shape=run.entry.input_shape).onnx_bytes], run.plat,
+                               rounds=run.pre.rounds, busy=run.busy).latencies[0].value_ms
+    else:
+        ref = float(as_latency_model(run.latency).predict_many([network_spec_from_torch(run.original)])[0])
+    t_final = ref / latency_ms
+    if t_final <= 1:
+        raise bad_value("--latency-ms", f"below the original's latency ({ref:.3f} ms)", latency_ms)
+    return t_final
+
+
+def _search(run: _Run, t_final: float, mode: str, importance: str, n_jobs: int, snapshots: Any,
+            on_iteration: Any) -> tuple[ProgressiveSearch, Any]:
+    """The progressive loop (resumed when a checkpoint with this signature exists)."""
+    from compactnet.train import evaluate
+
     snaps = None
     if snapshots:
         from compactnet.search.snapshots import Snapshots
 
-        snaps = Snapshots(snapshots, out / "snapshots", entry.name)
+        snaps = Snapshots(snapshots, run.out / "snapshots", run.entry.name)
+    holder: list = []
 
     def each_iteration(record: dict) -> None:  # trajectory.json is kept current for long runs
         if holder:
-            atomic_write_json(out / "trajectory.json", holder[0].state.trajectory)
+            atomic_write_json(run.out / "trajectory.json", holder[0].state.trajectory)
         if on_iteration is not None:
             on_iteration(record)
 
-    search = ProgressiveSearch(model, latency, ds.train, ds.val, t_final, pre, mode=mode, importance=importance,
-                               checkpoint_dir=out / "checkpoint", n_jobs=n_jobs, seed=seed, measure=measure_fn,
-                               teacher=teacher, progress=progress, on_iteration=each_iteration, signature=signature,
-                               input_shape=entry.input_shape, snapshots=snaps)
+    search = ProgressiveSearch(run.model, run.latency, run.ds.train, run.ds.val, t_final, run.pre, mode=mode,
+                               importance=importance, checkpoint_dir=run.out / "checkpoint", n_jobs=n_jobs,
+                               seed=run.seed, measure=run.measure_fn, teacher=run.teacher, progress=run.progress,
+                               on_iteration=each_iteration, signature=run.signature,
+                               input_shape=run.entry.input_shape, snapshots=snaps)
     holder.append(search)
     search.try_resume()
-    t_final = search.state.t_final          # the checkpoint's when resumed
-    val_sub = search.val_subset
-    original_val_sub = evaluate(original, val_sub)
-    original_widths = {g.name: g.width for g in search.groups}
+    run.original_val_sub = evaluate(run.original, search.val_subset)
+    run.original_widths = {g.name: g.width for g in search.groups}
     state = search.run()
-    timings.update({k: v for k, v in state.timings.items()})
+    run.timings.update(state.timings)
+    return search, snaps
 
-    # ----- final retrain -------------------------------------------------------------------------
+
+def _final_retrain(run: _Run, search: ProgressiveSearch, retrain: bool) -> None:
+    """The preset's final recipe on the trimmed network (distilled from the original when the preset says)."""
+    from compactnet.train import get_recipe, train
+
     t1 = time.perf_counter()
-    if retrain and pre.final_epochs != 0:
-        recipe = get_recipe(pre.final_recipe, epochs=pre.final_epochs)
-        _retrain_folder_for(out / "retrain", search.state)
-        train(model, ds.train, ds.val, recipe, out_dir=out / "retrain", seed=seed, teacher=teacher,
-              max_steps=pre.final_max_steps, progress=progress)
-    timings["final_retrain_s"] = time.perf_counter() - t1
+    if retrain and run.pre.final_epochs != 0:
+        recipe = get_recipe(run.pre.final_recipe, epochs=run.pre.final_epochs)
+        _retrain_folder_for(run.out / "retrain", search.state)
+        train(run.model, run.ds.train, run.ds.val, recipe, out_dir=run.out / "retrain", seed=run.seed,
+              teacher=run.teacher, max_steps=run.pre.final_max_steps, progress=run.progress)
+    run.timings["final_retrain_s"] = time.perf_counter() - t1
 
-    # ----- evaluation, export, measurement ---------------------------------------------------------
+
+def _evaluate_and_measure(run: _Run, search: ProgressiveSearch) -> dict:
+    """Top-1 of both networks, their ONNX exports, predicted latencies and the final decision."""
     from compactnet.export import export_onnx
     from compactnet.extract import network_spec_from_torch
+    from compactnet.search.decision import repeat_measure, worst_case
+    from compactnet.train import evaluate
 
     t2 = time.perf_counter()
-    res = {"original": {"val_top1": evaluate(original, ds.val), "test_top1": evaluate(original, ds.test)},
-           "trimmed": {"val_top1": evaluate(model, ds.val), "test_top1": evaluate(model, ds.test)}}
-    timings["evaluate_s"] = time.perf_counter() - t2
+    res = {"original": {"val_top1": evaluate(run.original, run.ds.val), "test_top1": evaluate(run.original, run.ds.test)},
+           "trimmed": {"val_top1": evaluate(run.model, run.ds.val), "test_top1": evaluate(run.model, run.ds.test)}}
+    run.timings["evaluate_s"] = time.perf_counter() - t2
     t3 = time.perf_counter()
-    export_onnx(original, out / "original.onnx", input_shape=entry.input_shape)
-    exported = export_onnx(model, out / "model.onnx", input_shape=entry.input_shape)
-    timings["export_s"] = time.perf_counter() - t3
-    spec0 = search.base_spec
-    spec1 = network_spec_from_torch(model, entry.input_shape)
-    pred0 = float(search.latency.predict_many([spec0])[0])
-    pred1 = float(search.latency.predict_many([spec1])[0])
-    measured = None
-    final_comparisons: list[dict] = []
-    if measure_fn is not None:
+    export_onnx(run.original, run.out / "original.onnx", input_shape=run.entry.input_shape)
+    exported = export_onnx(run.model, run.out / "model.onnx", input_shape=run.entry.input_shape)
+    run.timings["export_s"] = time.perf_counter() - t3
+    spec0, spec1 = search.base_spec, network_spec_from_torch(run.model, run.entry.input_shape)
+    final = {"res": res, "exported": exported, "spec0": spec0, "spec1": spec1, "measured": None, "comparisons": [],
+             "pred0": float(search.latency.predict_many([spec0])[0]),
+             "pred1": float(search.latency.predict_many([spec1])[0])}
+    if run.measure_fn is not None:
         t4 = time.perf_counter()
+        t_final = float(search.state.t_final)
         # drift guard: k comparisons, reached only on the worst lower bound (a refusal is recorded, not raised)
-        final_comparisons = repeat_measure(lambda: measure_fn(original, model, float(t_final)), repeats)
-        measured = worst_case(final_comparisons, float(t_final))
+        final["comparisons"] = repeat_measure(lambda: run.measure_fn(run.original, run.model, t_final), run.repeats)
+        measured = final["measured"] = worst_case(final["comparisons"], t_final)
         if measured is None:
-            log.warning("final measurement refused %d time(s): %s", repeats, final_comparisons[-1].get("refused"))
+            log.warning("final measurement refused %d time(s): %s", run.repeats, final["comparisons"][-1].get("refused"))
         else:
-            log.info("final decision: worst of %d comparisons %.2fx [%.2f, %.2f] -> target %.2fx %s", repeats,
-                     measured["speedup"], measured["low"], measured["high"], float(t_final),
+            log.info("final decision: worst of %d comparisons %.2fx [%.2f, %.2f] -> target %.2fx %s", run.repeats,
+                     measured["speedup"], measured["low"], measured["high"], t_final,
                      "reached" if measured["reached"] else "not reached")
-        timings["final_measure_s"] = time.perf_counter() - t4
+        run.timings["final_measure_s"] = time.perf_counter() - t4
+    return final
 
-    # ----- outputs -----------------------------------------------------------------------------
-    cfg = config_from_model(model)
-    save_weights(model, out / "weights.safetensors", metadata={"model": entry.name})
+
+def _report(run: _Run, search: ProgressiveSearch, final: dict, command: str | None, latency_ms: float | None,
+            mode: str, importance: str) -> dict:
+    """Write the weights, channels, history, trajectory and its plot; the report dictionary."""
+    from compactnet.models import save_weights
+    from compactnet.search.report import plot_trajectory
+
+    state, out, entry, plat, pre = search.state, run.out, run.entry, run.plat, run.pre
+    t_final = float(state.t_final)
+    cfg = config_from_model(run.model)
+    save_weights(run.model, out / "weights.safetensors", metadata={"model": entry.name})
     atomic_write_json(out / "channels.json", channels_json(entry.name, cfg))
     (out / "history.json").write_text(history_to_json(search.pruner.history))
     atomic_write_json(out / "trajectory.json", state.trajectory)
-    from compactnet.search.report import plot_trajectory, write_report
-
     final_widths = search.pruner.widths()
-    plot_trajectory(state.trajectory, original_widths, final_widths, out / "trajectory.png", state.l0_ms,
-                    original_val_sub, state.measurements)
-    timings["total_s"] = time.perf_counter() - t0
+    plot_trajectory(state.trajectory, run.original_widths, final_widths, out / "trajectory.png", state.l0_ms,
+                    run.original_val_sub, state.measurements)
+    run.timings["total_s"] = time.perf_counter() - run.t0
     cand = [c["seconds"] for r in state.trajectory for c in r.get("candidates", [])]
-    target = f"--latency-ms {latency_ms:g}" if latency_ms is not None else f"--speedup {float(t_final):g}"
+    target = f"--latency-ms {latency_ms:g}" if latency_ms is not None else f"--speedup {t_final:g}"
     command = command or (f"compactnet optimize --model {entry.name} --platform {plat.key} {target} --preset {pre.name} "
-               f"--mode {mode} --importance {importance} --seed {seed}" + ("" if measure else " --no-measure"))
-    report = {
+                          f"--mode {mode} --importance {importance} --seed {run.seed}"
+                          + ("" if run.measure_fn is not None else " --no-measure"))
+    measured, res, spec0, spec1 = final["measured"], final["res"], final["spec0"], final["spec1"]
+    pred0, pred1 = final["pred0"], final["pred1"]
+    return {
         "command": command,
         "model": entry.name, "mode": mode, "importance": str(importance), "preset": pre.to_dict(),
         "platform": {**plat.to_dict(), "describe": plat.describe()},
-        "target_speedup": float(t_final), "target_latency_ms": latency_ms,
+        "target_speedup": t_final, "target_latency_ms": latency_ms,
         "schedule": {"t_init": state.t_init, "iterations": state.iterations, "decay": state.decay,
                      "deltas_ms": state.deltas, "extra_iterations": state.extra_done},
         "stop_reason": state.stop_reason, "phase": state.phase,
         "snapshots": state.snapshots,
         "predicted": {"original_ms": pred0, "trimmed_ms": pred1, "speedup": pred0 / pred1 if pred1 > 0 else None},
         "measured": measured, "measurements": state.measurements,
-        "final_decision": {"repeats": repeats, "rule": "reached only if the worst lower bound of the repeated "
-                           "protocol comparisons meets the target", "comparisons": final_comparisons},
+        "final_decision": {"repeats": run.repeats, "rule": "reached only if the worst lower bound of the repeated "
+                           "protocol comparisons meets the target", "comparisons": final["comparisons"]},
         "measured_platform": (measured or {}).get("detail", {}).get("platform"),
-        "original": {**res["original"], "val_subset_top1": original_val_sub, "params": spec0.params,
+        "original": {**res["original"], "val_subset_top1": run.original_val_sub, "params": spec0.params,
                      "flops": 2 * spec0.macs},
         "trimmed": {**res["trimmed"], "params": spec1.params, "flops": 2 * spec1.macs},
-        "channels": {"original": original_widths, "trimmed": final_widths,
+        "channels": {"original": run.original_widths, "trimmed": final_widths,
                      "config": cfg.to_dict() if cfg is not None else None,
-                     "original_config": config_from_model(original).to_dict()},
+                     "original_config": config_from_model(run.original).to_dict()},
         "candidate_seconds_mean": (sum(cand) / len(cand)) if cand else None,
         "candidates_scored": len(cand),
-        "timings": timings,
-        "data": {"source": getattr(ds, "source", None), "copy": getattr(ds, "copy", None),
-                 "test_hash": getattr(ds, "test_hash", None)},
-        "onnx": exported.to_dict(),
+        "timings": run.timings,
+        "data": {"source": getattr(run.ds, "source", None), "copy": getattr(run.ds, "copy", None),
+                 "test_hash": getattr(run.ds, "test_hash", None)},
+        "onnx": final["exported"].to_dict(),
     }
-    write_report(report, out)
-    if snaps is not None and state.snapshots and retrain_snaps and pre.final_epochs != 0:
-        report["snapshots"] = _retrain_snapshots(
-            state, out, entry, ds, pre, seed, teacher, progress, report, search)
-        timings["snapshots_retrain_s"] = sum(float(d.get("retrain_s") or 0.0) for d in report["snapshots"])
-        timings["total_s"] = time.perf_counter() - t0
-        write_report(report, out)
+
+
+def _result(run: _Run, search: ProgressiveSearch, report: dict) -> SearchResult:
+    out = run.out
     paths = {k: out / v for k, v in (("weights", "weights.safetensors"), ("channels", "channels.json"),
                                       ("onnx", "model.onnx"), ("original_onnx", "original.onnx"),
                                       ("history", "history.json"), ("trajectory", "trajectory.json"),
                                       ("plot", "trajectory.png"), ("report", "report.json"),
                                       ("report_md", "report.md"))}
     paths.update({f"snapshot_{d['tag']}": Path(d["path"]) for d in report.get("snapshots") or []})
-    return SearchResult(out, model, entry.name, cfg, report, state.trajectory, paths)
+    return SearchResult(out, run.model, run.entry.name, config_from_model(run.model), report,
+                        search.state.trajectory, paths)
 
 
 def _retrain_snapshots(state: Any, out: Path, entry: Any, ds: Any, pre: Preset, seed: int, teacher: Any,

@@ -196,7 +196,8 @@ SYN = "synthetic-cpu-fp32-t1"
 @pytest.fixture
 def synthetic_store(capsys, tmp_path):
     store = tmp_path / "samples.sqlite"
-    rc, _, err = run(capsys, "profile", "--platform", SYN, "--samples", "12", "--store", store, "--model", "resnet20")
+    rc, _, err = run(capsys, "profile", "--platform", SYN, "--samples", "12", "--store", store, "--model", "resnet20",
+                       "--strategy", "sobol")
     assert rc == 0, err
     return store
 
@@ -278,7 +279,8 @@ def test_optimize_auto_fit_profiles_fits_and_saves_a_predictor_once(tmp_path, mo
 
     monkeypatch.setenv("COMPACTNET_HOME", str(tmp_path))
     key = "synthetic-cpu-fp32-t1"
-    pred = auto_fit_predictor(key, "mobilenetv2", samples=40, n_calibrate=3)
+    pred = auto_fit_predictor(key, "mobilenetv2", samples=40, model_samples=20, n_calibrate=12)
     assert _predictor_dir(key).exists() and (tmp_path / "samples.sqlite").exists()
-    assert pred.calibration_ is not None and pred.calibration_["networks"] == 3
-    assert sum(pred.n_samples_.values()) == 40
+    assert pred.calibration_ is not None and pred.calibration_["networks"] == 12
+    assert sum(pred.n_samples_.values()) == 60
+    assert (tmp_path / "calibration" / key / "results.json").is_file()
