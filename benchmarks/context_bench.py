@@ -108,7 +108,9 @@ def _by_family(nets: Sequence[Any], err: np.ndarray) -> dict:
     return {f: _stats(err[[family(n) == f for n in nets]]) for f in fams}
 
 
-def layer_predictor(store: Path, key: str, drop: set[str] = frozenset()) -> Any:
+def layer_predictor(store: Path, key: str, drop: set[str] = frozenset(), estimator: str | None = None) -> Any:
+    """The isolated layer predictor of ``key`` fitted on the store (GBDT, or an estimator by short name)."""
+    from compactnet.predictors.estimators import make_estimator
     from compactnet.predictors.network import LatencyPredictor, load_samples
     from compactnet.profilers.store import SampleStore, layer_key
 
@@ -116,7 +118,7 @@ def layer_predictor(store: Path, key: str, drop: set[str] = frozenset()) -> Any:
         ms = load_samples(s, key, context="isolated")
     if drop:
         ms = [m for m in ms if layer_key(m.layer) not in drop]
-    return LatencyPredictor().fit(ms)
+    return LatencyPredictor(estimator=make_estimator(estimator) if estimator else None).fit(ms)
 
 
 def family_layer_keys(samples: int, architecture: str) -> set[str]:
@@ -149,7 +151,11 @@ def evaluate_platform(args: argparse.Namespace, key: str, cal: Any, test: Any) -
     t = time.time()
     preds = {"isolated sum": base,
              "one factor per kind": copy.deepcopy(base).calibrate(cal_specs, cal_ms, mode="kinds"),
-             "in-context (GBDT)": copy.deepcopy(base).calibrate(cal_specs, cal_ms, mode="context")}
+             "in-context (GBDT)": copy.deepcopy(base).calibrate(cal_specs, cal_ms, mode="context"),
+             # the paper's lookup table (interpolated over channels per layer position), given the same
+             # calibration networks through the strongest calibration it can take
+             "lookup table, one factor per kind": layer_predictor(args.store, key, estimator="lookup").calibrate(
+                 cal_specs, cal_ms, mode="kinds")}
     out["fit_s"] = fit_s + time.time() - t
     for folder in args.predictor or []:
         from compactnet.predictors.persist import load_portable
@@ -157,8 +163,12 @@ def evaluate_platform(args: argparse.Namespace, key: str, cal: Any, test: Any) -
         saved = load_portable(folder)
         if saved.platform_.key == key:
             preds[f"saved: {folder.name}"] = saved
+    out["networks"] = [{"id": n.id, "family": family(n), "measured_ms": float(y)} for n, y in zip(test_nets, test_ms)]
     for name, p in preds.items():
-        err = p.predict_many(test_specs) / test_ms - 1
+        pred_ms = p.predict_many(test_specs)
+        for rec, v in zip(out["networks"], pred_ms):
+            rec.setdefault("predicted_ms", {})[name] = float(v)
+        err = pred_ms / test_ms - 1
         row = {"all": _stats(err), "families": _by_family(test_nets, err)}
         if getattr(p, "context_", None) is not None:
             lat = [p.predict(s) for s in test_specs]
@@ -259,6 +269,46 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def figure(results: list[dict], path: Path, methods: Sequence[str] = ("in-context (GBDT)",
+                                                                     "lookup table, one factor per kind")) -> Path:
+    """Predicted vs measured latency of the test networks, one panel per runtime, with the +-10% band."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.2), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        y = np.array([n["measured_ms"] for n in r["networks"]])
+        lo, hi = y.min() * 0.8, y.max() * 1.25
+        grid = np.geomspace(lo, hi, 50)
+        ax.fill_between(grid, grid * 0.9, grid * 1.1, color="0.85", label="±10%")
+        ax.plot(grid, grid, color="0.5", lw=0.8)
+        for m, c in zip(methods, ("tab:blue", "tab:orange")):
+            p = np.array([n["predicted_ms"][m] for n in r["networks"]])
+            share = np.mean(np.abs(p / y - 1) <= 0.1)
+            ax.scatter(y, p, s=9, alpha=0.7, color=c, label=f"{m}: {100 * share:.0f}% within ±10%")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain millisecond labels, no crowded minor ones
+            axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_title(r["platform"], fontsize=10)
+        ax.set_xlabel("measured latency (ms, protocol)")
+        ax.set_ylabel("predicted latency (ms)")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{len(results[0]['networks'])} held-out networks of 15 families", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def evaluate(args: argparse.Namespace) -> None:
     from compactnet.predictors.testset import TestSet
 
@@ -270,6 +320,8 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
         args.json.with_suffix(".txt").write_text(text + "\n")
+    if args.figure:
+        figure(results, args.figure)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.choices["evaluate"]
     e.add_argument("--ranking", type=Path, default=None, help="measured test-set folder with ranking sets")
     e.add_argument("--json", type=Path, default=None, help="write the results here (and a .txt beside it)")
+    e.add_argument("--figure", type=Path, default=None, help="write the predicted-vs-measured figure here (PNG)")
     e.add_argument("--predictor", type=Path, nargs="*", default=[],
                    help="saved portable predictors to test as they are (e.g. the one the first command fitted)")
     args = ap.parse_args(argv)

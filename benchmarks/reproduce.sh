@@ -57,7 +57,7 @@ if has context; then  # issue 15: the space prior's layers, 80 calibration and 2
   python benchmarks/context_bench.py measure --store "$R/space.sqlite" --out "$R/families" --platforms $PLATFORMS \
     --busy "$BUSY"
   python benchmarks/context_bench.py evaluate --store "$R/space.sqlite" --out "$R/families" --platforms $PLATFORMS \
-    --ranking "$R/testset" --json "$R/context.json"   # also writes context.txt
+    --ranking "$R/testset" --json "$R/context.json" --figure "$R/figures/predicted-vs-measured.png"  # + context.txt
 fi
 if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
   python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \

@@ -652,8 +652,10 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
 @click.option("--latency-ms", type=float, default=None, help="Target latency on the platform instead.")
 @PREDICTOR_OPT
 @click.option("--flops-proxy", is_flag=True, help="Drive the search by FLOPs instead of a latency predictor.")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="Search budget: iterations, fine-tuning and retraining effort.")
+@click.option("--preset", type=click.Choice(["default", "quick", "paper"]), default="default", show_default=True,
+              help="Search budget: default (the quick search, then 3 distilled retrain epochs: about 6 min on 2 "
+                   "cores at 1.5x, the model to ship), quick (150 retrain steps: 2 min, for demos and tests), paper "
+                   "(the paper's schedule and 15 retrain epochs: hours).")
 @click.option("--mode", type=click.Choice(["paper", "extended"]), default="paper", show_default=True,
               help="paper: the 18 block widths by stage; extended: every channel group.")
 @click.option("--importance", type=click.Choice(["l2", "group-l2", "random", "taylor", "fisher"]), default="l2",

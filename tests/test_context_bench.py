@@ -19,13 +19,16 @@ def test_measure_then_evaluate_per_family_with_leave_one_out(bench, tmp_path, ca
     assert len(cal["networks"]) == 24 and len(test["networks"]) == 12
     assert not {json.dumps(n["channels"]) for n in cal["networks"]} & {json.dumps(n["channels"]) for n in test["networks"]}
     capsys.readouterr()
-    assert bench.main(["evaluate", *args, "--json", str(tmp_path / "ctx.json")]) == 0
+    assert bench.main(["evaluate", *args, "--json", str(tmp_path / "ctx.json"), "--figure", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
     text = capsys.readouterr().out
     assert "| in-context (GBDT) |" in text and "| isolated sum |" in text and "Leave one family out" in text
     res = json.loads((tmp_path / "ctx.json").read_text())[0]
     assert res["platform"] == SYN and res["calibration_networks"] == 24 and res["layers_per_s"] > 0
     ctx = res["methods"]["in-context (GBDT)"]
     assert set(ctx["families"]) == {"mobilenetv2@32", "resnet20@32", "vgg16@32"} and 0 <= ctx["coverage90"] <= 1
+    assert "lookup table, one factor per kind" in res["methods"] and len(res["networks"]) == 12
+    assert set(res["networks"][0]["predicted_ms"]) == set(res["methods"])
     assert (tmp_path / "ctx.txt").read_text().strip() == text.strip()
 
 
