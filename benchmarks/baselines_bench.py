@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--platform", default="ort-cpu-fp32-t1")
     ap.add_argument("--speedup", type=float, default=1.8)
     ap.add_argument("--predictor", help="saved latency predictor of the platform (portable folder)")
-    ap.add_argument("--preset", default="quick", choices=("quick", "paper"))
+    ap.add_argument("--preset", default="quick", choices=("default", "quick", "paper"))
     ap.add_argument("--mode", default="paper", choices=("paper", "extended"))
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated among " + ", ".join(VARIANTS))
     ap.add_argument("--reuse", action="append", metavar="VARIANT=DIR",
