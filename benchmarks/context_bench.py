@@ -123,13 +123,14 @@ def layer_predictor(store: Path, key: str, drop: set[str] = frozenset(), estimat
 
 def family_layer_keys(samples: int, architecture: str) -> set[str]:
     """Keys of the ``space`` prior's first candidates that came from networks of ``architecture`` only."""
-    from compactnet.predictors.families import architecture_of, draw_networks
-    from compactnet.profilers.space import FAMILY_SEED
+    from compactnet.predictors.families import architecture_of
+    from compactnet.profilers.space import LayerSpaceStrategy
     from compactnet.profilers.store import layer_key
 
+    prior = LayerSpaceStrategy(seed=0)  # the measure step's prior
     mine, others = set(), set()
     for batch in range(1 + samples // 400):  # the prior's batches (15 networks each) cover its candidates
-        for n in draw_networks(15, seed=FAMILY_SEED + batch):
+        for n in prior.family_networks(batch):
             keys = {layer_key(l) for l in n.spec().layers}
             (mine if architecture_of(n.model) == architecture else others).update(keys)
     return mine - others
@@ -138,11 +139,12 @@ def family_layer_keys(samples: int, architecture: str) -> set[str]:
 def evaluate_platform(args: argparse.Namespace, key: str, cal: Any, test: Any) -> dict:
     import copy
 
+    from compactnet.predictors.calibration import measured
     from compactnet.predictors.families import ARCHITECTURES, architecture_of
     from compactnet.predictors.metrics import kendall_tau
 
-    cal_nets, cal_specs, cal_ms = _measured(cal, args.out / "calibration" / "results.json", key)
-    test_nets, test_specs, test_ms = _measured(test, args.out / "test" / "results.json", key)
+    cal_nets, cal_specs, cal_ms = measured(cal, args.out / "calibration" / "results.json", key)
+    test_nets, test_specs, test_ms = measured(test, args.out / "test" / "results.json", key)
     t = time.time()
     base = layer_predictor(args.store, key)
     fit_s = time.time() - t
@@ -192,15 +194,6 @@ def evaluate_platform(args: argparse.Namespace, key: str, cal: Any, test: Any) -
         err = p.predict_many([test_specs[i] for i in held]) / test_ms[held] - 1
         out["leave_one_family_out"][arch] = _stats(err)
     return out
-
-
-def _measured(ts: Any, path: Path, key: str) -> tuple[list, list, np.ndarray]:
-    """Networks of ``ts`` measured on ``key``, their specs and drift-corrected figures."""
-    from compactnet.predictors.testset import load_results
-
-    res = load_results(path, key, normalized=True)
-    nets = [n for n in ts.networks if n.id in res]
-    return nets, [n.spec() for n in nets], np.array([res[n.id] for n in nets])
 
 
 def ranking_tau(folder: Path, key: str, pred: Any, kendall_tau: Any) -> float | None:

@@ -594,7 +594,7 @@ def auto_fit_predictor(platform_key: str, model_name: str, samples: int = 1200, 
     ts = TestSet.load(ts_path) if ts_path.is_file() else calibration_set(n_calibrate, model_name)
     ts.save(ts_path)
     measure_calibration(ts, key, folder / "results.json", busy=busy)
-    specs, ms = measured(ts, folder / "results.json", key)
+    _, specs, ms = measured(ts, folder / "results.json", key)
     t2 = time.time()
     log.info("measured %d whole networks on %s (%.1f s)", len(specs), key, t2 - t1)
     pred.calibrate(specs, ms)

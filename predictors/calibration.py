@@ -51,8 +51,8 @@ def calibration_set(n: int = DEFAULT_NETWORKS, model: str | None = None, seed: i
         from compactnet.models import get_entry
         from compactnet.predictors.families import draw_channels
 
-        name = get_entry(model).name
-        default = get_entry(name).config_cls().to_dict()
+        entry = get_entry(model)
+        name, default = entry.name, entry.config_cls().to_dict()
         default.pop("num_classes", None)
         nets.append(TestNetwork(f"{name}-untrimmed", name, default))
         rng = np.random.default_rng(seed + 1)
@@ -67,11 +67,12 @@ def measure_calibration(testset: TestSet, platform: Any, results_path: str | Pat
     return measure_testset(testset, platform, results_path, include_candidates=False, **protocol)
 
 
-def measured(testset: TestSet, results_path: str | Path, platform_key: str) -> tuple[list[Any], np.ndarray]:
-    """``(specs, ms)`` of the measured networks of ``testset``, drift-corrected by the reference."""
+def measured(testset: TestSet, results_path: str | Path, platform_key: str
+             ) -> tuple[list[TestNetwork], list[Any], np.ndarray]:
+    """``(networks, specs, ms)`` of the measured networks of ``testset``, drift-corrected by the reference."""
     res = load_results(results_path, platform_key, normalized=True)
     nets = [n for n in testset.all_networks() if n.id in res]
-    return [n.spec() for n in nets], np.array([res[n.id] for n in nets], dtype=np.float64)
+    return nets, [n.spec() for n in nets], np.array([res[n.id] for n in nets], dtype=np.float64)
 
 
 __all__ = ["calibration_set", "measure_calibration", "measured", "DEFAULT_NETWORKS"]

@@ -33,7 +33,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from compactnet.errors import ConfigError, DataError, bad_value
+from compactnet.errors import ConfigError, DataError
+from compactnet.predictors.estimators import _check_float, _check_int
 from compactnet.predictors.features import RAW_INDEX
 
 log = logging.getLogger(__name__)
@@ -103,17 +104,11 @@ class ContextCorrection(BaseEstimator):
 
     def _validate(self) -> None:
         for name, low in (("n_estimators", 1), ("max_depth", 1), ("cv_folds", 2)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise bad_value(name, f"an integer >= {low}", v)
+            _check_int(name, getattr(self, name), low)
         for name, lo, hi in (("learning_rate", 0, 1), ("subsample", 0, 1), ("coverage", 0.5, 0.99)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not lo < v <= hi:
-                raise bad_value(name, f"a number in ({lo}, {hi}]", v)
+            _check_float(name, getattr(self, name), lo, hi, low_open=True)
         for name in ("reg_lambda", "min_child_weight"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (math.isfinite(v) and v >= 0):
-                raise bad_value(name, "a finite number >= 0", v)
+            _check_float(name, getattr(self, name), 0.0, math.inf)
 
     def _params(self) -> dict:
         p = {"max_depth": int(self.max_depth), "eta": float(self.learning_rate), "lambda": float(self.reg_lambda),
@@ -182,9 +177,7 @@ class ContextCorrection(BaseEstimator):
                 continue
             X, iso, owner = _stack([raws[i] for i in tr], [isolated[i] for i in tr])
             booster = self._train(X, iso, owner, y[tr], self.offset_ms_)
-            for i in te:
-                p = self._totals(booster, [raws[i]], [isolated[i]])[0]
-                err[i] = p / y[i] - 1
+            err[te] = self._totals(booster, [raws[i] for i in te], [isolated[i] for i in te]) / y[te] - 1
         return err
 
     def _totals(self, booster: Any, raws: Sequence[np.ndarray], isolated: Sequence[np.ndarray]) -> np.ndarray:

@@ -120,12 +120,10 @@ class CifarResNet(nn.Module):
 
 
 # ----- drawing --------------------------------------------------------------------------------------
-def _scale(width: int, ratio: float) -> int:
-    return max(1, int(round(width * ratio)))
-
-
 def draw_channels(model: str, rng: np.random.Generator) -> dict:
     """A random configuration of ``model``: every free width times a ratio uniform in [0.25, 1]."""
+    from compactnet.predictors.testset import _DRAW, _scale
+
     if model == "mobilenetv1":
         return {"widths": [_scale(w, r) for w, r in zip(V1_WIDTHS, rng.uniform(RATIO_LOW, 1.0, len(V1_WIDTHS)))]}
     if model == "resnet32":
@@ -133,8 +131,6 @@ def draw_channels(model: str, rng: np.random.Generator) -> dict:
         inner = [_scale(c, r) for c, r in zip([c for c in (16, 32, 64) for _ in range(5)],
                                               rng.uniform(RATIO_LOW, 1.0, 15))]
         return {"stages": stages, "inner": inner}
-    from compactnet.predictors.testset import _DRAW
-
     if model not in _DRAW:
         raise bad_value("model", "one of " + ", ".join(sorted(set(_DRAW) | {"mobilenetv1", "resnet32"})), model)
     return _DRAW[model](rng)

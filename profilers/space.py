@@ -51,13 +51,16 @@ class LayerSpaceStrategy(SamplingStrategy):
     def __init__(self, space: Sequence[UnitSpace] | None = None, seed: int = 0):
         super().__init__(space if space is not None else mobilenetv2_space(), seed)
 
-    def _family_layers(self) -> Iterator[LayerSpec]:
+    def family_networks(self, batch: int) -> list:
+        """The 15 family networks whose layers make batch ``batch`` of the family stream."""
         from compactnet.predictors.families import draw_networks
 
+        return draw_networks(15, seed=FAMILY_SEED + 1_000 * self.seed + batch)
+
+    def _family_layers(self) -> Iterator[LayerSpec]:
         rng = np.random.default_rng(self.seed + 1)
         for batch in range(1_000):
-            nets = draw_networks(15, seed=FAMILY_SEED + 1_000 * self.seed + batch)
-            layers = [l for n in nets for l in n.spec().layers]
+            layers = [l for n in self.family_networks(batch) for l in n.spec().layers]
             for i in rng.permutation(len(layers)):
                 yield layers[i]
 

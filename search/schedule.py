@@ -160,18 +160,16 @@ class Preset:
         return asdict(self)
 
 
+#: Minutes on a 2-core CPU: for the README's first command, CI and demos.
+_QUICK = Preset("quick", iterations=6, decay=0.95, candidate_steps=10, candidate_batch=64, candidate_lr=0.005,
+                train_subset=2000, bn_batches=4, val_limit=1000, winner_steps=60, extra_iterations=3,
+                final_recipe="finetune", final_epochs=1, final_max_steps=150, distill=True)
 PRESETS: dict[str, Preset] = {
-    # Minutes on a 2-core CPU: for the README's first command, CI and demos.
-    "quick": Preset("quick", iterations=6, decay=0.95, candidate_steps=10, candidate_batch=64, candidate_lr=0.005,
-                    train_subset=2000, bn_batches=4, val_limit=1000, winner_steps=60, extra_iterations=3,
-                    final_recipe="finetune", final_epochs=1, final_max_steps=150, distill=True),
+    "quick": _QUICK,
     # The CLI's default: the quick search, then a final retrain of 3 distilled epochs (3-4 minutes on 2
     # cores). On machine C it took the first command's 1.78x result from -0.85 to -0.18 points of test
     # top-1 (results/retrain-bench/c-first-command-1p5x/report.md).
-    "default": Preset("default", iterations=6, decay=0.95, candidate_steps=10, candidate_batch=64,
-                      candidate_lr=0.005, train_subset=2000, bn_batches=4, val_limit=1000, winner_steps=60,
-                      extra_iterations=3, final_recipe="finetune", final_epochs=3, final_max_steps=None,
-                      distill=True),
+    "default": replace(_QUICK, name="default", final_epochs=3, final_max_steps=None),
     # The paper's schedule (Table 3) with CPU-sized scoring: about 15 s per candidate.
     "paper": Preset("paper", iterations=None, decay=None, candidate_steps=40, candidate_batch=64,
                     candidate_lr=0.005, train_subset=10000, bn_batches=8, val_limit=2000, winner_steps=300,
