@@ -45,6 +45,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -279,6 +280,18 @@ class Bench:
         v = VARIANTS[name]
         return get_preset(self.preset, distill=False) if v.get("distill") is False else self.preset
 
+    def rel(self, folder: Path) -> str:
+        """A variant's folder as recorded: relative to ``--out`` (no machine's absolute paths)."""
+        return os.path.relpath(Path(folder).resolve(), self.out.resolve())
+
+    def folder(self, record: dict) -> Path:
+        """A recorded variant folder (relative to ``--out``; older states recorded it as given: absolute, or
+        relative to the working directory)."""
+        d = Path(record["dir"])
+        if d.is_absolute() or (not (self.out / d).exists() and d.exists()):
+            return d
+        return self.out / d
+
     def run_search(self, name: str, reuse: Path | None) -> dict:
         from compactnet.errors import ConfigError
         from compactnet.search.optimize import optimize
@@ -314,7 +327,7 @@ class Bench:
         rep = json.loads((folder / "report.json").read_text())
         traj = json.loads((folder / "trajectory.json").read_text()) if (folder / "trajectory.json").exists() else []
         m = rep.get("measured") or {}
-        return {"dir": str(folder), "source": source, "iterations": len(traj),
+        return {"dir": self.rel(folder), "source": source, "iterations": len(traj),
                 "search_predicted_speedup": (rep.get("predicted") or {}).get("speedup"),
                 "search_measured": {k: m.get(k) for k in ("speedup", "low", "high", "reached", "busy")} if m else None,
                 "stop_reason": rep.get("stop_reason"), "wall_s": (rep.get("timings") or {}).get("total_s")}
@@ -327,12 +340,12 @@ class Bench:
         row_path = folder / "row.json"
         if row_path.exists() and (folder / "weights.safetensors").exists():
             row = json.loads(row_path.read_text())
-            return {"dir": str(folder), "source": "found", "wall_s": row.get("seconds"), "row": row}
+            return {"dir": self.rel(folder), "source": "found", "wall_s": row.get("seconds"), "row": row}
         s = self.state["variants"].get("search")
         if not s:
             raise ConfigError(f"variant '{name}' needs the 'search' result (its measured speedup and fine-tune "
                               "budget): add 'search' to --variants or finish it first")
-        rep = json.loads((Path(s["dir"]) / "report.json").read_text())
+        rep = json.loads((self.folder(s) / "report.json").read_text())
         m = rep.get("measured") or {}
         target = m.get("speedup") if m.get("speedup") and not m.get("busy") \
             else (rep.get("predicted") or {}).get("speedup")
@@ -349,7 +362,7 @@ class Bench:
                                    **common)
         else:
             res = control_baseline(original, self.latency, self.data, self.preset, mode=self.args.mode, **common)
-        return {"dir": str(folder), "source": "run", "wall_s": res.seconds, "row": res.row()}
+        return {"dir": self.rel(folder), "source": "run", "wall_s": res.seconds, "row": res.row()}
 
     def original(self) -> torch.nn.Module:
         from compactnet.models import create_model, load_weights
@@ -363,10 +376,10 @@ class Bench:
         from compactnet.extract import network_spec_from_torch
         from compactnet.train import evaluate
 
-        model = load_result_model(self.model_name, Path(record["dir"]), self.channels)
+        model = load_result_model(self.model_name, self.folder(record), self.channels)
         spec = network_spec_from_torch(model)
         mask = correct_mask(model, self.data.test)
-        record.update({"status": "done", "weights_hash": file_hash(Path(record["dir"]) / "weights.safetensors"),
+        record.update({"status": "done", "weights_hash": file_hash(self.folder(record) / "weights.safetensors"),
                        "val_top1": float(evaluate(model, self.data.val)), "test_top1": float(100.0 * mask.mean()),
                        "test_correct": pack_mask(mask), "params": int(spec.params), "flops": int(2 * spec.macs),
                        "predicted_ms": float(np.asarray(self.latency.predict_many([spec]))[0])})
@@ -398,7 +411,7 @@ class Bench:
         if saved and not remeasure and saved.get("key") == key and saved.get("comparison"):
             log.info("measurement of these models found in %s (use --remeasure to time them again)", STATE)
             return saved
-        models = [self.original()] + [load_result_model(self.model_name, Path(self.state["variants"][v]["dir"]),
+        models = [self.original()] + [load_result_model(self.model_name, self.folder(self.state["variants"][v]),
                                                         self.channels) for v in variants]
         files = [export_onnx(m).onnx_bytes for m in models]
         t0 = time.perf_counter()

@@ -33,11 +33,13 @@ def select_models(index: Any, root: Path, architecture: str) -> tuple[Path, list
     """The base ONNX file and ``(name, entry, onnx path)`` of every trimmed entry of ``architecture``.
 
     Entries whose ONNX files are identical (same SHA-256: one search's snapshots that stopped on the
-    same network) are timed once, under the first name.
+    same network) are timed once, under the first name; a name published from two hardwares is
+    labelled ``name@hardware-slug``.
     """
-    from compactnet.zoo.entry import parse_name
+    from compactnet.zoo.entry import hardware_slug, parse_name
 
     base, trimmed, seen = None, [], {}
+    published = [e.name for e in index]
     for e in index:
         if e.architecture != architecture:
             continue
@@ -50,8 +52,10 @@ def select_models(index: Any, root: Path, architecture: str) -> tuple[Path, list
         if e.onnx.sha256 in seen:
             log.info("%s has the same ONNX file as %s: timed once", e.name, seen[e.onnx.sha256])
             continue
-        seen[e.onnx.sha256] = e.name
-        trimmed.append((e.name, e, path))
+        # a name published from two hardwares is labelled with its hardware (labels must be distinct)
+        label = e.name if published.count(e.name) == 1 else f"{e.name}@{hardware_slug(e.hardware)}"
+        seen[e.onnx.sha256] = label
+        trimmed.append((label, e, path))
     if base is None:
         raise SystemExit(f"the index has no base entry of {architecture}: nothing to compare against")
     if not trimmed:

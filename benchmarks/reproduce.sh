@@ -5,8 +5,8 @@
 # while another process loads the CPU are refused. Every step resumes where it stopped, so a
 # killed run is simply started again. Outputs go to results/ (committed).
 #
-#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline repeatability context profile prior fit testset
-#                                               composition predictors search zoo
+#   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline repeatability context cost profile prior fit
+#                                               testset composition predictors search table5 zoo notebooks
 #
 # The baseline every search starts from and the zoo's "base" entry are the same weights: the bundled
 # compactnet/assets/mobilenetv2.cifar10.safetensors (with its card), or, when the optional "baseline"
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${RESULTS:-results}
 PLATFORMS=${PLATFORMS:-"ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1"}
-STEPS=${*:-"repeatability context profile prior fit testset predictors search zoo"}
+STEPS=${*:-"repeatability context cost profile prior fit testset predictors table5 zoo notebooks"}
 # Measuring context of the layer samples. DESIGN asks for the network's cache state ("rotation");
 # on this machine the rotation loop's Figure-7 sums read 56-150% above the prefix networks while
 # "isolated" read 11% below on average (see results/profilers_bench.txt), so isolated samples plus a
@@ -29,7 +29,7 @@ if has baseline; then  # ~45 min on 2 cores: retrain the baseline instead of usi
   BASELINE_DIR=${BASELINE_DIR:-runs/mobilenetv2-baseline}
   compactnet -v train --model mobilenetv2 --recipe default --epochs 20 --out "$BASELINE_DIR"
 fi
-if has search || has zoo; then  # both start from the same baseline weights
+if has search || has zoo || has table5; then  # all start from the same baseline weights
   if [[ -z "${BASELINE_DIR:-}" ]]; then
     # the bundled baseline, laid out as `compactnet zoo publish DIR` reads a trained baseline folder
     # (card.json + mobilenetv2.safetensors); removed on exit
@@ -58,6 +58,10 @@ if has context; then  # issue 15: the space prior's layers, 80 calibration and 2
     --busy "$BUSY"
   python benchmarks/context_bench.py evaluate --store "$R/space.sqlite" --out "$R/families" --platforms $PLATFORMS \
     --ranking "$R/testset" --json "$R/context.json" --figure "$R/figures/predicted-vs-measured.png"  # + context.txt
+fi
+if has cost; then  # issue 17: whole-network error vs layer samples (GBDT, lookup table, FLOPs); no timing
+  python benchmarks/cost_bench.py --store "$R/space.sqlite" --out "$R/families" --platforms $PLATFORMS \
+    --json "$R/cost.json" --figure "$R/figures/error-vs-cost.png"   # + cost.txt
 fi
 if has profile; then   # issue 3: noise floor, dense vs sparse, Figure 7; sparse samples feed the predictors
   python benchmarks/profilers_bench.py --platforms $PLATFORMS --dense-step 32 --samples 300 \
@@ -128,6 +132,26 @@ if has search; then    # issue 5: the CompactNet loop, stopped on measured speed
     done
   fi
 fi
+if has table5; then    # issue 16: Table 5 with the default preset: search, random filters and the control per cell
+  # (runtime x target), measured side by side; the control (unpruned, same training) is trained once and
+  # measured in every cell. The predictor per runtime is the one the README's first command fits
+  # (COMPACTNET_HOME/predictors/KEY, fitted here when missing).
+  for p in $PLATFORMS; do
+    [[ -d "${COMPACTNET_HOME:-$HOME/.compactnet}/predictors/$p" ]] || \
+      (cd "${TMPDIR:-/tmp}" && python -c "from compactnet.cli import auto_fit_predictor as f; f('$p', 'mobilenetv2')")
+    for s in ${SPEEDUPS:-1.5 1.8 2.0 2.5}; do
+      out="$R/table5/${p%%-*}-${s/./p}x"
+      mkdir -p "$out"
+      [[ -d "$R/table5/control" && ! -d "$out/control" ]] && cp -r "$R/table5/control" "$out/control"
+      python benchmarks/baselines_bench.py --platform "$p" --speedup "$s" --preset default --weights "$BASELINE_WEIGHTS" \
+        --predictor "${COMPACTNET_HOME:-$HOME/.compactnet}/predictors/$p" --variants search,random,control --out "$out" \
+        --quiet
+      [[ -d "$R/table5/control" ]] || cp -r "$out/control" "$R/table5/control"
+    done
+  done
+  python benchmarks/tradeoff_figure.py "$R"/table5/*-*x/ --figure "$R/figures/accuracy-vs-speedup.png" \
+    --markdown "$R/table5/table5.md"
+fi
 if has zoo; then       # issue 6: publish the baseline and the search results (measured anew)
   for p in $PLATFORMS; do
     compactnet zoo publish "$BASELINE_DIR" --platform "$p" --index zoo/index.json --replace
@@ -153,7 +177,7 @@ if not m.get("reached"):
 PY
   }
   failed=()
-  for d in "$R"/search/*/ "$R"/search/*/snapshots/*/; do
+  for d in "$R"/table5/*/search/; do
     [[ -d "$d" ]] || continue                       # no search results yet
     [[ -f "$d/report.json" || -f "$d/measured.json" ]] || continue  # not a result folder
     why=$(reached "$d")
@@ -168,4 +192,7 @@ PY
     echo "zoo: not published: ${failed[*]}" >&2
     exit 1
   fi
+fi
+if has notebooks; then  # issue 17: the journey notebooks run once in their full setting, outputs kept
+  python benchmarks/run_notebooks.py
 fi

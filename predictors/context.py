@@ -19,8 +19,9 @@ total (the Gauss-Newton Hessian's diagonal bound, the share, keeps steps safe). 
 a keyword argument; learned state ends in ``_``.
 
 Intervals are honest by construction: ``cv_folds``-fold cross-validation over networks gives each
-training network a prediction from a model that never saw it; the ``coverage`` quantile of those
-absolute log errors is the half-width of every network interval (``interval_log_``).
+training network a prediction from a model that never saw it; the split-conformal ``coverage``
+quantile of those absolute log errors (finite-sample corrected) is the half-width of every network
+interval (``interval_log_``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from compactnet.errors import ConfigError, DataError
-from compactnet.predictors.estimators import _check_float, _check_int
+from compactnet.predictors.estimators import _check_float, _check_int, _conformal_quantile
 from compactnet.predictors.features import RAW_INDEX
 
 log = logging.getLogger(__name__)
@@ -158,13 +159,15 @@ class ContextCorrection(BaseEstimator):
         X, iso, owner = _stack(raws, isolated)
         self.offset_ms_ = float(offset_ms)
         self.cv_errors_ = self._cross_validate(raws, isolated, y)
-        q = float(np.quantile(np.abs(np.log1p(self.cv_errors_)), self.coverage))
-        self.interval_log_ = q
+        # split-conformal quantile of the held-out errors (finite-sample corrected, like the layer
+        # estimators' intervals): the plain quantile of n errors covers a new network less than
+        # ``coverage`` of the time
+        self.interval_log_ = _conformal_quantile(np.abs(np.log1p(self.cv_errors_)), self.coverage)
         self.booster_ = self._train(X, iso, owner, y, self.offset_ms_)
         self.n_networks_, self.n_layers_ = int(len(y)), int(len(X))
         log.info("in-context correction on %d networks (%d layers): cross-validated %.0f%% within +-10%%, "
                  "%.0f%% interval +-%.1f%%", len(y), len(X), 100 * np.mean(np.abs(self.cv_errors_) <= 0.1),
-                 100 * self.coverage, 100 * (math.exp(q) - 1))
+                 100 * self.coverage, 100 * (math.exp(self.interval_log_) - 1))
         return self
 
     def _cross_validate(self, raws: Sequence[np.ndarray], isolated: Sequence[np.ndarray], y: np.ndarray) -> np.ndarray:

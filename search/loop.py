@@ -24,7 +24,13 @@ running it again on a quiet machine re-measures and continues.
 Optional snapshots (:class:`Snapshots`): each time a measured speedup's lower bound crosses one of
 the given thresholds (e.g. 1.5, 1.8, 2.0, 2.5), the current network is saved (weights, channels,
 ONNX, measured figures) under ``snapshots/s1p5x`` etc.; a threshold the predicted speedup crosses
-triggers the measurement. Without snapshots nothing is measured before the schedule ends.
+triggers the measurement (with tracking, every iteration's measurement does).
+
+Tracking (``Preset.track``, on in the ``default`` and ``paper`` presets): original and current are
+measured after every schedule iteration as well (NetAdapt's empirical measurements). The schedule
+stops as soon as the measured lower bound meets the target; a miss recalibrates the predictor on the
+measurement and rescales the remaining sub-targets so that they end at the target. Without tracking
+nothing is measured before the schedule ends (besides snapshots).
 
 Everything the search decides is checkpointed after every iteration (weights as safetensors, the
 pruning history, trajectory, recalibrations and RNG state as JSON, atomic writes); a killed search
@@ -350,6 +356,9 @@ class ProgressiveSearch:
         self.state.timings["setup_s"] = time.perf_counter() - t0
         self.original_val: float | None = None
         self._last_refusal = ""
+        # the last tracking measurement (iteration, measurement, recalibrated on it): the measuring phase
+        # reuses it for the same network instead of timing it again
+        self._tracked: tuple[int, Measured, bool] | None = None
 
     # ----- network state --------------------------------------------------------------------------
     def dep_widths(self) -> dict[str, int]:
@@ -586,13 +595,17 @@ class ProgressiveSearch:
                                                              "val_top1": val_top1}, self.input_shape)
                 self.state.snapshots.append(rec)
 
-    def _snapshot_check(self, rec: dict) -> None:
-        """After an iteration: measure when the predicted speedup crosses a pending threshold."""
+    def _snapshot_check(self, rec: dict) -> bool:
+        """After an iteration: measure when the predicted speedup crosses a pending threshold.
+
+        Returns:
+            False (the schedule goes on; only tracking stops it early).
+        """
         if self.snapshots is None:
-            return
+            return False
         pending = self.snapshots.pending(self.state.snapshots)
         if not pending or not rec["predicted_speedup"] >= pending[0]:
-            return
+            return False
         m = self._measure(pending[0], rec["iteration"], snapshot=True)
         if m is None:
             log.warning("snapshot measurement refused (%s); trying again after the next iteration",
@@ -603,6 +616,71 @@ class ProgressiveSearch:
             return
         self._take_snapshots(m, rec["iteration"], rec["predicted_speedup"], rec["val_top1"])
         rec["snapshots"] = [d["tag"] for d in self.state.snapshots if d["iteration"] == rec["iteration"]]
+        return False
+
+    # ----- tracking (Preset.track) ------------------------------------------------------------------
+    @property
+    def _tracking(self) -> bool:
+        return bool(self.preset.track) and self.measure_fn is not None
+
+    def _track(self, rec: dict) -> bool:
+        """Measure after a schedule iteration; True when the measured lower bound meets the target.
+
+        A miss recalibrates the latency model on the measurement (both ends, kept in the state so a
+        resumed search replays it) and re-plans the remaining sub-targets (:meth:`_replan`). A refused
+        or busy measurement changes nothing: the schedule goes on as predicted and the final
+        measurement decides.
+        """
+        st = self.state
+        m = self._measure(st.t_final, rec["iteration"], tracking=True)
+        if m is None or m.busy:
+            log.warning("tracking measurement after iteration %d %s: the schedule goes on as predicted",
+                        rec["iteration"], "refused (" + self._last_refusal + ")" if m is None else "flagged (busy)")
+            return False
+        rec["measured_speedup"] = [m.speedup, m.low, m.high]
+        self._take_snapshots(m, rec["iteration"], rec["predicted_speedup"], rec["val_top1"])
+        rec["snapshots"] = [d["tag"] for d in st.snapshots if d["iteration"] == rec["iteration"]]
+        log.info("iteration %d: measured %.2fx [%.2f, %.2f], predicted %.2fx (target %.2fx)", rec["iteration"],
+                 m.speedup, m.low, m.high, rec["predicted_speedup"], st.t_final)
+        if m.reached:
+            self._tracked = (rec["iteration"], m, False)
+            return True
+        self._recalibrate_on(m, rec["iteration"])
+        self._tracked = (rec["iteration"], m, True)
+        rec["replan"] = self._replan(m, rec["iteration"])
+        return False
+
+    def _recalibrate_on(self, m: Measured, iteration: int) -> None:
+        """Recalibrate on a measurement of the current network and record it (replayed on resume)."""
+        spec = self.current_spec()
+        self._recalibrate(spec, m.trimmed_ms, m.original_ms)
+        self.state.recalibrations.append({"spec": spec.to_dict(), "measured_ms": m.trimmed_ms,
+                                          "original_ms": m.original_ms, "iteration": iteration})
+
+    def _replan(self, m: Measured, done: int) -> dict:
+        """Rescale the sub-targets after iteration ``done`` so that they end at the target.
+
+        The remaining cut is the recalibrated prediction of the current network minus the latency the
+        target asks of the measured original (widened by the interval's relative width, so that the
+        lower bound is what meets it); the decayed shape of the schedule is kept, and every step cuts
+        at least 2% of the current latency (a network the recalibrated model calls fast enough while
+        the measurement disagrees still moves).
+
+        Returns:
+            ``{"deltas": new sub-targets, "cut_ms": remaining cut, "floor_ms": the 2% floor}`` (no
+            deltas after the last iteration).
+        """
+        st = self.state
+        rest = st.deltas[done:]
+        pred = float(self.latency.predict_many([self.current_spec()])[0])
+        margin = m.speedup / m.low if m.low > 0 else 1.0
+        target_ms = m.original_ms / (st.t_final * max(1.0, margin))
+        cut, total, floor = max(pred - target_ms, 0.0), float(sum(rest)), 0.02 * pred
+        new = [max(floor, d * cut / total if total > 0 else cut / len(rest)) for d in rest]
+        st.deltas = st.deltas[:done] + new
+        if new:
+            log.info("re-planned %d sub-target(s): %.4f ms to cut (was %.4f predicted)", len(new), sum(new), total)
+        return {"deltas": new, "cut_ms": cut, "floor_ms": floor}
 
     # ----- the loop -------------------------------------------------------------------------------
     def run(self) -> SearchState:
@@ -630,11 +708,19 @@ class ProgressiveSearch:
                     st.phase = "measure"
                     self._save()
                     break
-                self._snapshot_check(rec)
+                met = self._track(rec) if self._tracking else self._snapshot_check(rec)
+                if met:  # saved with the iteration: a resumed search does not trim past a met target
+                    st.phase = "measure"
+                    if st.iteration + 1 < st.iterations:
+                        st.stop_reason = (f"target met as measured after iteration {st.iteration + 1} of "
+                                          f"{st.iterations} (tracking): the schedule stops early")
+                        log.info("%s", st.stop_reason)
                 self._finish_iteration(rec)
                 bar.update(1)
                 bar.set_postfix(pred=f"{rec['predicted_ms']:.3f}ms", x=f"{rec['predicted_speedup']:.2f}",
-                                val=f"{rec['val_top1']:.1f}%")
+                                val=f"{rec['val_top1']:.1f}%",
+                                **({"measured": f"{rec['measured_speedup'][0]:.2f}x"} if "measured_speedup" in rec
+                                   else {}))
             if st.phase == "schedule":
                 st.phase = "measure"
                 self._save()
@@ -642,7 +728,9 @@ class ProgressiveSearch:
                 if self.measure_fn is None:
                     st.phase = "done"
                     break
-                m = self._measure(st.t_final, st.iteration)
+                tracked = self._tracked if self._tracked is not None and self._tracked[0] == st.iteration else None
+                self._tracked = None
+                m = tracked[1] if tracked is not None else self._measure(st.t_final, st.iteration)
                 if m is None:
                     st.stop_reason = (f"measurement refused ({self._last_refusal}); stopped on the predicted "
                                       "latency")
@@ -670,10 +758,9 @@ class ProgressiveSearch:
                     log.warning("%s", st.stop_reason)
                     st.phase = "done"
                     break
+                if tracked is None or not tracked[2]:  # a tracking miss of this network recalibrated already
+                    self._recalibrate_on(m, st.iteration)
                 spec = self.current_spec()
-                self._recalibrate(spec, m.trimmed_ms, m.original_ms)
-                st.recalibrations.append({"spec": spec.to_dict(), "measured_ms": m.trimmed_ms,
-                                          "original_ms": m.original_ms})
                 pred = float(self.latency.predict_many([spec])[0])
                 margin = m.speedup / m.low if m.low > 0 else 1.0
                 target_ms = m.original_ms / (st.t_final * max(1.0, margin))

@@ -129,6 +129,13 @@ class Preset:
             work widened 7-round intervals to [1.03, 2.52] for a 1.87x median.
         align: Prefer channel multiples of this (None: the paper's plain choice).
         align_tolerance: See :func:`choose_width`.
+        track: Measure original vs current after every schedule iteration (NetAdapt's empirical
+            measurements inside the paper's loop; a few seconds each on a 32-px network): stop as
+            soon as the measured lower bound meets the target, otherwise recalibrate the predictor on
+            the measurement and re-plan the remaining sub-targets to end at the target. Without it
+            the loop follows the predicted schedule and measures once at its end, so a predictor that
+            underestimates the speedup overshoots the target (1.8x asked, 2.47x measured, 0.86 points
+            lost on machine C) and one that overestimates it needs extra iterations.
     """
 
     name: str
@@ -149,6 +156,7 @@ class Preset:
     rounds: int = 15
     align: int | None = None
     align_tolerance: float = 0.1
+    track: bool = False
 
     def schedule(self, t_final: float) -> tuple[int, float]:
         """``(N, d)`` for a target: the preset's, or Table 3's nearest row."""
@@ -169,12 +177,12 @@ PRESETS: dict[str, Preset] = {
     # The CLI's default: the quick search, then a final retrain of 3 distilled epochs (3-4 minutes on 2
     # cores). On machine C it took the first command's 1.78x result from -0.85 to -0.18 points of test
     # top-1 (results/retrain-bench/c-first-command-1p5x/report.md).
-    "default": replace(_QUICK, name="default", final_epochs=3, final_max_steps=None),
+    "default": replace(_QUICK, name="default", final_epochs=3, final_max_steps=None, track=True),
     # The paper's schedule (Table 3) with CPU-sized scoring: about 15 s per candidate.
     "paper": Preset("paper", iterations=None, decay=None, candidate_steps=40, candidate_batch=64,
                     candidate_lr=0.005, train_subset=10000, bn_batches=8, val_limit=2000, winner_steps=300,
                     extra_iterations=10, final_recipe="finetune", final_epochs=15, final_max_steps=None,
-                    distill=True),
+                    distill=True, track=True),
 }
 
 

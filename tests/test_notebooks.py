@@ -2,12 +2,15 @@
 
 Each notebook is executed with nbclient in a fresh kernel: it must finish without an error, draw
 at least one plot, and stay within DESIGN's CI budget (90 s per notebook; ``COMPACTNET_NB_BUDGET_S``
-overrides it on a slow machine). The committed notebooks must carry no outputs.
+overrides it on a slow machine). The committed notebooks carry the outputs of one run in their full
+setting on the development machine (plots, key figures, the machine and runtime versions first), with
+no error output and no absolute path of the machine that ran them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -29,13 +32,50 @@ def test_the_four_journeys_are_there():
                                            "04-zoo"]
 
 
+#: An absolute path of the machine that ran a notebook (after a space, quote, bracket or "=").
+ABSOLUTE_PATH = re.compile(r"(?:^|[\s'\"(\[=:]|file://)"
+                           r"(/(?:tmp|work|home|root|usr|opt|var|mnt|srv|etc|data|scratch|Users|Volumes|private)/"
+                           r"[^\s'\"]*)")
+MAX_IMAGE_BYTES = 300_000
+
+
+def _texts(output) -> list[str]:
+    if output.output_type == "stream":
+        return [output.text]
+    if output.output_type == "error":
+        return [output.ename, output.evalue, *output.traceback]
+    return [v for k, v in output.get("data", {}).items() if k.startswith("text/") and isinstance(v, str)]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_is_committed_without_outputs(path):
+def test_notebook_is_committed_with_the_outputs_of_a_real_run(path):
+    """Outputs of one full-setting run: plots and figures, no error, no machine's absolute path."""
+    import base64
+
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs before committing"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs for c in code[:1]), f"{path.name}: run it (full setting) and commit its outputs"
+    first = "".join(t for o in code[0].outputs for t in _texts(o))
+    assert "full setting" in first and "machine:" in first and "onnxruntime" in first, \
+        f"{path.name}: the first output names the setting, the machine and the runtime versions"
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"{path.name}: run top to bottom once in a fresh kernel"
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"], f"{path.name} holds an error output"
+    images = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    assert images, f"{path.name} shows no plot"
+    assert max(len(base64.b64decode(i)) for i in images) <= MAX_IMAGE_BYTES, f"{path.name}: an image over 300 KB"
+    leaks = [m.group(1) for o in outputs for t in _texts(o) for m in ABSOLUTE_PATH.finditer(t)]
+    assert not leaks, f"{path.name} shows absolute paths of the machine that ran it: {leaks[:3]}"
+
+
+def test_the_absolute_path_check_catches_what_it_should():
+    found = [m.group(1) for t in ("saved to /tmp/x/predictor", "report: '/work/main/r.html'", "(/home/u/a.py:3)",
+                                  "file:///home/u/z.json", "see $COMPACTNET_NB_OUT/01/run.json",
+                                  "https://example.org/home/x", "1/2 done")
+             for m in ABSOLUTE_PATH.finditer(t)]
+    assert found == ["/tmp/x/predictor", "/work/main/r.html", "/home/u/a.py:3)", "/home/u/z.json"]
 
 
 @pytest.fixture(scope="module")

@@ -29,11 +29,11 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}co
 
 
 def plot_png(index: ZooIndex) -> bytes | None:
-    """Accuracy vs measured latency, one series per platform, as PNG bytes (None if nothing to plot)."""
+    """Accuracy vs measured latency, one series per platform and hardware, as PNG bytes (None if nothing to plot)."""
     points: dict[str, list[tuple[float, float, str]]] = {}
     for e in index:
         if e.metrics.latency is not None and e.metrics.top1 is not None:
-            points.setdefault(e.platform, []).append((e.metrics.latency_ms, e.metrics.top1, e.tag))
+            points.setdefault(f"{e.platform} ({e.hardware})", []).append((e.metrics.latency_ms, e.metrics.top1, e.tag))
     if not points:
         return None
     from matplotlib.figure import Figure  # no pyplot, no global backend switch: the caller's backend is untouched
@@ -48,7 +48,7 @@ def plot_png(index: ZooIndex) -> bytes | None:
     ax.set_xlabel("measured latency, ms (batch 1)")
     ax.set_ylabel("test top-1, %")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -152,7 +152,9 @@ def resolve_source(index_location: str, relpath: str) -> str:
 
 
 def cache_path(cache_root: Path, entry_name: str, relpath: str) -> Path:
-    """Destination of an entry's file in the cache: ``<cache>/<entry name>/<file name>``.
+    """Destination of an entry's file in the cache: ``<cache>/<entry folder>/<file name>``.
+
+    ``entry_name`` is the entry's :attr:`~compactnet.zoo.entry.ZooEntry.folder` (name and hardware).
 
     Raises:
         UnsafePathError: The destination would fall outside the cache.
@@ -414,12 +416,14 @@ class ZooFiles:
 
     def to_dict(self) -> dict:
         """Paths and name, JSON-ready (for ``--json``)."""
-        return {"name": self.entry.name, "onnx": str(self.onnx), "weights": str(self.weights),
+        return {"name": self.entry.name, "hardware": self.entry.hardware, "onnx": str(self.onnx),
+                "weights": str(self.weights),
                 "channels": str(self.channels) if self.channels else None, "directory": str(self.directory)}
 
 
 def pull(name: str, index_url: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-         offline: bool = False, progress: bool = True, check_hash: bool = True, timeout: float = 30.0) -> ZooFiles:
+         offline: bool = False, progress: bool = True, check_hash: bool = True, timeout: float = 30.0,
+         hardware: str | None = None) -> ZooFiles:
     """Download (or find in the cache) the files of zoo entry ``name``, verified.
 
     Args:
@@ -430,16 +434,18 @@ def pull(name: str, index_url: str | os.PathLike | None = None, cache_dir: str |
         progress: Show progress bars.
         check_hash: Verify SHA-256 (default on).
         timeout: Socket timeout, seconds.
+        hardware: The hardware whose entry to pull when the name is published for several
+            (default: the only one, else this machine's; see :meth:`ZooIndex.get`).
 
     Raises:
-        UnknownEntryError: ``name`` is not in the index (close matches suggested).
+        UnknownEntryError: ``name`` is not in the index (close matches suggested), or not for that hardware.
         OfflineError: Offline and the cache lacks a verified copy.
         IntegrityError, UnsafePathError, DownloadError: See :func:`download_file`.
     """
     index = fetch_index(index_url, cache_dir, offline=offline, timeout=timeout)
-    entry = index.get(name)
+    entry = index.get(name, hardware)
     root = zoo_cache_dir(cache_dir)
-    jobs = [(ref, resolve_source(index.source, ref.path), cache_path(root, entry.name, ref.path))
+    jobs = [(ref, resolve_source(index.source, ref.path), cache_path(root, entry.folder, ref.path))
             for ref in (entry.onnx, entry.weights)]  # every path is checked before anything is fetched
     if len({dest for _r, _s, dest in jobs}) != len(jobs):
         raise UnsafePathError(f"zoo entry {name!r} names two files with the same file name")
@@ -452,7 +458,7 @@ def pull(name: str, index_url: str | os.PathLike | None = None, cache_dir: str |
             paths.append(dest)
         else:
             paths.append(download_file(source, dest, ref, progress=progress, check_hash=check_hash, timeout=timeout))
-    folder = root / entry.name
+    folder = root / entry.folder
     _write_json(folder / "entry.json", entry.to_dict())
     _write_json(folder / "channels.json", {"model": entry.architecture, **dict(entry.channels)})
     return ZooFiles(entry, paths[0], paths[1], folder, channels=folder / "channels.json")
@@ -465,7 +471,8 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def load(name: str, index_url: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-         offline: bool = False, progress: bool = True, build_model: bool = False, check_onnx: bool = True) -> ZooFiles:
+         offline: bool = False, progress: bool = True, build_model: bool = False, check_onnx: bool = True,
+         hardware: str | None = None) -> ZooFiles:
     """Pull an entry and check it loads: ONNX path + weights path, optionally a torch model.
 
     Args:
@@ -477,11 +484,13 @@ def load(name: str, index_url: str | os.PathLike | None = None, cache_dir: str |
         build_model: Also build ``create_model(architecture, channels)`` and fill it from the
             safetensors weights (set in ``ZooFiles.model``, in eval mode).
         check_onnx: Parse the ONNX file and check its IR version and opset against the entry.
+        hardware: See :func:`pull`.
 
     Raises:
         ModelFileError: The ONNX file does not parse or disagrees with the entry.
     """
-    files = pull(name, index_url=index_url, cache_dir=cache_dir, offline=offline, progress=progress)
+    files = pull(name, index_url=index_url, cache_dir=cache_dir, offline=offline, progress=progress,
+                 hardware=hardware)
     if check_onnx:
         _check_onnx(files.onnx, files.entry)
     model = None

@@ -26,7 +26,7 @@ from compactnet.errors import ConfigError, bad_value
 from compactnet.spec import Latency, NetworkSpec, Platform
 from compactnet.zoo.errors import IndexFormatError
 
-__all__ = ["NameParts", "parse_name", "make_name", "speedup_tag", "latency_tag", "tag_speedup",
+__all__ = ["NameParts", "parse_name", "make_name", "speedup_tag", "latency_tag", "tag_speedup", "hardware_slug",
            "FileRef", "InputContract", "Metrics", "Provenance", "ZooEntry", "FILE_FORMATS"]
 
 _PART = r"[a-z0-9]+"
@@ -40,6 +40,20 @@ _NAME_HELP = ("a zoo name {arch}.{dataset}.{platform key}.{tag} such as "
 
 #: File formats an entry may reference: neither is ever unpickled.
 FILE_FORMATS = ("onnx", "safetensors")
+
+
+def hardware_slug(hardware: str) -> str:
+    """A short, file-name-safe form of a hardware string, unique per string.
+
+    ``"Intel(R) Xeon(R) Processor @ 2.50GHz"`` -> ``"intel-xeon-processor-2-50ghz-<6 hex>"``: the
+    words (trademark marks dropped) and a digest of the exact string, so two hardwares whose words
+    agree still get two folders.
+    """
+    import hashlib
+
+    words = re.findall(r"[a-z0-9]+", re.sub(r"\((?:r|tm|c)\)", " ", str(hardware).lower()))
+    stem = "-".join(words)[:40].strip("-") or "unknown"
+    return f"{stem}-{hashlib.sha256(str(hardware).encode('utf-8')).hexdigest()[:6]}"
 
 
 class NameParts(NamedTuple):
@@ -360,7 +374,17 @@ class ZooEntry:
         object.__setattr__(self, "channels", copy.deepcopy(dict(self.channels)))
 
     def __hash__(self) -> int:
-        return hash(self.name)
+        return hash((self.name, self.hardware))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies an entry in an index: the same name may be published for two hardwares."""
+        return (self.name, self.hardware)
+
+    @property
+    def folder(self) -> str:
+        """Relative folder of the entry's files (``{name}/{hardware slug}``): in the zoo and in caches."""
+        return f"{self.name}/{hardware_slug(self.hardware)}"
 
     # ----- derived -----------------------------------------------------------------------
     @property

@@ -18,9 +18,13 @@ class IndexFormatError(ZooError, ConfigError):
 class UnknownEntryError(ZooError, ConfigError, KeyError):
     """A name is not in the index; ``suggestions`` holds close matches."""
 
-    def __init__(self, name: str, suggestions: Sequence[str] = (), where: str = "the index") -> None:
+    def __init__(self, name: str, suggestions: Sequence[str] = (), where: str = "the index",
+                 detail: str = "") -> None:
         self.name = name
         self.suggestions = tuple(suggestions)
+        if detail:
+            super().__init__(f"{detail} (in {where})")
+            return
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else \
             "; run `compactnet zoo list` to see the entries"
         super().__init__(f"no zoo entry named {name!r} in {where}{hint}")

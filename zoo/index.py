@@ -4,8 +4,11 @@ File layout::
 
     {"schema_version": 1, "entries": [{...ZooEntry...}, ...]}
 
-Entry file paths are relative to the folder (or URL) holding the index. A duplicate name is an
-error; an index of a newer schema version is refused with a message saying to upgrade.
+Entry file paths are relative to the folder (or URL) holding the index. An entry is identified by
+its name *and* its hardware: the same name (``mobilenetv2.cifar10.ort-cpu-fp32-t1.s1p8x``) may be
+published from two machines, each with its own measured figures, so that entries measured elsewhere
+stay offered (ranked by a predictor) where they were not measured. A duplicate (name, hardware) is
+an error; an index of a newer schema version is refused with a message saying to upgrade.
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ class ZooIndex:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", tuple(self.entries))
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for e in self.entries:
-            if e.name in seen:
-                raise IndexFormatError(f"zoo index {self.source or ''} lists {e.name!r} twice; names must be unique")
-            seen.add(e.name)
+            if e.key in seen:
+                raise IndexFormatError(f"zoo index {self.source or ''} lists {e.name!r} on {e.hardware!r} twice; "
+                                       "a name is unique per hardware")
+            seen.add(e.key)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -59,20 +63,43 @@ class ZooIndex:
 
     @property
     def names(self) -> list[str]:
-        """Entry names in order."""
-        return [e.name for e in self.entries]
+        """Entry names in order (a name published for two hardwares once)."""
+        return list(dict.fromkeys(e.name for e in self.entries))
 
-    def get(self, name: str) -> ZooEntry:
-        """The entry called ``name``.
+    def has(self, name: str, hardware: str) -> bool:
+        """Whether the index holds ``name`` measured on ``hardware``."""
+        return any(e.key == (name, hardware) for e in self.entries)
+
+    def get(self, name: str, hardware: str | None = None) -> ZooEntry:
+        """The entry called ``name`` (on ``hardware`` when the name exists for several).
+
+        Without ``hardware``, a name published for one hardware is that entry; one published for
+        several is this machine's (:func:`compactnet.spec.hardware_id`) when it is among them.
 
         Raises:
-            UnknownEntryError: No such entry; the error lists close matches.
+            UnknownEntryError: No such entry (close matches listed), or not on that hardware, or
+                several hardwares and none of them this machine (the error lists them).
         """
-        for e in self.entries:
-            if e.name == name:
+        same = [e for e in self.entries if e.name == name]
+        where = f"the zoo index {self.source}".rstrip()
+        if not same:
+            raise UnknownEntryError(name, difflib.get_close_matches(name, self.names, n=3, cutoff=0.6), where=where)
+        hardwares = [e.hardware for e in same]
+        if hardware is None and len(same) == 1:
+            return same[0]
+        if hardware is None:
+            from compactnet.spec import hardware_id
+
+            hardware, mine = hardware_id(), True
+        else:
+            mine = False
+        for e in same:
+            if e.hardware == hardware:
                 return e
-        raise UnknownEntryError(name, difflib.get_close_matches(name, self.names, n=3, cutoff=0.6),
-                                where=f"the zoo index {self.source}".rstrip())
+        what = "this machine's hardware" if mine else "hardware"
+        raise UnknownEntryError(name, where=where, detail=(
+            f"{name!r} is published for {len(same)} hardware(s), not for {what} {hardware!r}: pass --hardware "
+            "(hardware=) with one of " + ", ".join(repr(h) for h in hardwares)))
 
     def filter(self, platform: str | None = None, arch: str | None = None, dataset: str | None = None,
                hardware: str | None = None) -> list[ZooEntry]:
@@ -89,23 +116,24 @@ class ZooIndex:
         return list(dict.fromkeys(e.platform for e in self.entries))
 
     def add(self, entry: ZooEntry, replace_existing: bool = False) -> "ZooIndex":
-        """A new index with ``entry`` appended (or replacing the entry of that name).
+        """A new index with ``entry`` appended (or replacing the entry of that name on that hardware).
 
         Raises:
-            IndexFormatError: The name exists and ``replace_existing`` is false.
+            IndexFormatError: The name exists on that hardware and ``replace_existing`` is false.
         """
-        if entry.name in self and not replace_existing:
-            raise IndexFormatError(f"zoo index already has an entry named {entry.name!r}; pass "
-                                   "replace_existing=True (--replace) to overwrite it")
-        entries = [entry if e.name == entry.name else e for e in self.entries]
-        if entry.name not in self:
+        exists = self.has(entry.name, entry.hardware)
+        if exists and not replace_existing:
+            raise IndexFormatError(f"zoo index already has an entry named {entry.name!r} on {entry.hardware!r}; "
+                                   "pass replace_existing=True (--replace) to overwrite it")
+        entries = [entry if e.key == entry.key else e for e in self.entries]
+        if not exists:
             entries.append(entry)
         return replace(self, entries=tuple(entries), schema_version=SCHEMA_VERSION)
 
-    def remove(self, name: str) -> "ZooIndex":
-        """A new index without the entry ``name`` (which must exist)."""
-        self.get(name)
-        return replace(self, entries=tuple(e for e in self.entries if e.name != name))
+    def remove(self, name: str, hardware: str | None = None) -> "ZooIndex":
+        """A new index without the entry ``name`` (on ``hardware``; see :meth:`get`), which must exist."""
+        gone = self.get(name, hardware)
+        return replace(self, entries=tuple(e for e in self.entries if e.key != gone.key))
 
     def to_dict(self) -> dict:
         """JSON-ready form, always at :data:`SCHEMA_VERSION`."""
@@ -183,6 +211,6 @@ def empty_index() -> ZooIndex:
 def names_by_platform(index: ZooIndex) -> dict[str, list[str]]:
     """Entry names grouped by platform key."""
     out: dict[str, list[str]] = {}
-    for e in index:
-        out.setdefault(parse_name(e.name).platform_key, []).append(e.name)
+    for name in index.names:   # a name published for several hardwares once
+        out.setdefault(parse_name(name).platform_key, []).append(name)
     return out

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,8 +36,8 @@ from typing import Any, Callable, Mapping
 from compactnet.errors import CompactNetError, ConfigError, ModelFileError, bad_value
 from compactnet.spec import Latency, NetworkSpec, Platform, hardware_id
 from compactnet.zoo.catalogue import write_catalogue
-from compactnet.zoo.entry import (FileRef, InputContract, Metrics, Provenance, ZooEntry, latency_tag, make_name,
-                                  speedup_tag, tag_speedup)
+from compactnet.zoo.entry import (FileRef, InputContract, Metrics, Provenance, ZooEntry, hardware_slug, latency_tag,
+                                  make_name, speedup_tag, tag_speedup)
 from compactnet.zoo.index import ZooIndex, load_index, save_index
 from compactnet.zoo.download import sha256_file
 
@@ -268,6 +269,52 @@ def _torch_and_onnx_outputs(model: Any, onnx_path: Path, input_shape: tuple[int,
     return ref, sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+def _stored_copy(index: ZooIndex, zoo_dir: Path, digest: str, size: int) -> str | None:
+    """The path of a file of the zoo with these bytes already (an entry's file with this SHA-256), or None.
+
+    The same weights published for three runtimes (the untrimmed baseline) are stored once.
+    """
+    for e in index:
+        for ref in e.files.values():
+            if ref.sha256 == digest and ref.size == size and (zoo_dir / ref.path).is_file():
+                return ref.path
+    return None
+
+
+def _shared(index: ZooIndex, rel: str, key: tuple[str, str]) -> bool:
+    """Whether an entry other than ``key`` refers to the zoo file ``rel`` (then it must not change)."""
+    return any(ref.path == rel for e in index if e.key != key for ref in e.files.values())
+
+
+def _repo_root(start: Path) -> Path | None:
+    for d in (start.resolve(), *start.resolve().parents):
+        if (d / ".git").exists():
+            return d
+    return None
+
+
+#: An absolute path inside a command line: after the start, a space, a quote, ``=`` or ``file://``.
+_ABS_PATH = re.compile(r"""(?:(?<=^)|(?<=[\s'"=])|(?<=file://))(/[^\s'"|;&<>()]+)""")
+
+
+def portable_path(path: str | os.PathLike, zoo_dir: str | os.PathLike) -> str:
+    """One path as a zoo records it: repository-relative inside the repository that holds the zoo
+    folder; elsewhere only its last part, marked ``outside-repo:`` (relative paths are kept)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(path)
+    root = _repo_root(Path(zoo_dir)) or Path(zoo_dir).resolve().parent
+    try:
+        return p.resolve().relative_to(root).as_posix() or "."
+    except ValueError:
+        return f"outside-repo:{p.name}"
+
+
+def portable_paths(text: str, zoo_dir: str | os.PathLike) -> str:
+    """A command line with every absolute path made portable (:func:`portable_path`), the rest as written."""
+    return _ABS_PATH.sub(lambda m: portable_path(m.group(1), zoo_dir), text or "")
+
+
 def _check_parity(model: Any, onnx_path: Path, input_shape: tuple[int, ...], atol: float = 1e-3) -> None:
     import numpy as np
 
@@ -454,8 +501,9 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         tag = speedup_tag(target_speedup)
     if tag is not None:
         name = make_name(arch, dataset, plat_key, tag)
-        if name in index and not replace_existing:
-            raise ConfigError(f"zoo index {index_path} already has {name!r}; pass replace_existing=True (--replace)")
+        if measure_latency is None and index.has(name, hardware_id()) and not replace_existing:
+            raise ConfigError(f"zoo index {index_path} already has {name!r} on this hardware ({hardware_id()}); "
+                              "pass replace_existing=True (--replace)")
 
     if int8 and not is_base and baseline_onnx is None:
         raise ConfigError(f"publishing a trimmed model on {plat_key} needs baseline_onnx= (the untrimmed model's int8 "
@@ -513,8 +561,10 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
             sure = lat.speedup_low if lat.speedup_low is not None else lat.speedup
             tag = speedup_tag(max(1.0, math.floor(sure * 10 + 1e-9) / 10))
         name = make_name(arch, dataset, plat_key, tag)
-        if name in index and not replace_existing:
-            raise ConfigError(f"zoo index {index_path} already has {name!r}; pass replace_existing=True (--replace)")
+        hardware = lat.platform.hardware or hardware_id()
+        if index.has(name, hardware) and not replace_existing:
+            raise ConfigError(f"zoo index {index_path} already has {name!r} on {hardware!r}; pass "
+                              "replace_existing=True (--replace)")
 
         network = _network(arch, channels_dict)
         if predictor is not None and predicted_latency is None:
@@ -527,9 +577,13 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         for role, src, ext, fmt in (("onnx", onnx_path, "onnx", "onnx"),
                                     ("weights", Path(weights), "safetensors", "safetensors")):
             digest = _sha256(src)
-            rel = (f"models/{name}/{'model' if role == 'onnx' else 'weights'}.{ext}" if layout == "name"
-                   else f"files/{digest}.{ext}")
-            _copy_atomic(src, zoo_dir / rel)
+            rel = _stored_copy(index, zoo_dir, digest, src.stat().st_size)
+            if rel is None:
+                rel = (f"models/{name}/{hardware_slug(hardware)}/{'model' if role == 'onnx' else 'weights'}.{ext}"
+                       if layout == "name" else f"files/{digest}.{ext}")
+                if _shared(index, rel, (name, hardware)):  # other entries keep their bytes: never overwrite
+                    rel = f"files/{digest}.{ext}"
+                _copy_atomic(src, zoo_dir / rel)
             refs[role] = FileRef(rel, src.stat().st_size, digest, fmt,
                                  opset if fmt == "onnx" else None, ir_version if fmt == "onnx" else None)
 
@@ -543,11 +597,13 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         measured_at=lat.when or _now(), load=lat.load)
     entry = ZooEntry(
         name=name, architecture=arch, dataset=dataset, platform=plat_key,
-        hardware=measured_platform.hardware or hardware_id(), channels=channels_dict,
+        hardware=hardware, channels=channels_dict,
         input=InputContract.cifar10(input_name) if dataset == "cifar10" else InputContract(name=input_name,
                                                                                            shape=input_shape),
         metrics=metrics, onnx=refs["onnx"], weights=refs["weights"], license=license,
-        provenance=Provenance(command=command, publish_command=publish_command, source=source or str(weights),
+        provenance=Provenance(command=portable_paths(command, zoo_dir),
+                              publish_command=portable_paths(publish_command, zoo_dir),
+                              source=portable_path(source or str(weights), zoo_dir),
                               compactnet_version=_version(), git_commit=_git_commit(),
                               created=_now()),
         network=network, description=description)

@@ -54,7 +54,8 @@ class Candidate:
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
-        return {"name": self.entry.name, "latency_ms": self.latency_ms, "speedup": self.speedup,
+        return {"name": self.entry.name, "hardware": self.entry.hardware, "latency_ms": self.latency_ms,
+                "speedup": self.speedup,
                 "speedup_low": self.speedup_low, "top1": self.top1, "predicted": self.predicted,
                 "meets_budget": self.meets_budget, "measured_on": f"{self.entry.platform} ({self.entry.hardware})"}
 
@@ -90,7 +91,8 @@ class Selection:
 
     def to_dict(self) -> dict:
         """JSON-ready form (``--json``)."""
-        return {"entry": self.entry.name if self.entry else None, "platform": self.platform,
+        return {"entry": self.entry.name if self.entry else None,
+                "entry_hardware": self.entry.hardware if self.entry else None, "platform": self.platform,
                 "hardware": self.hardware, "predicted": self.predicted,
                 "budget": {"latency_ms": self.latency_ms, "speedup": self.speedup},
                 "chosen": self.chosen.to_dict() if self.chosen else None,

@@ -46,7 +46,11 @@ def test_learns_the_in_network_factor_and_beats_the_layer_sum(world):
     err = cal.predict_many(nets[test]) / y[test] - 1
     assert cal.calibration_["mode"] == "context" and cal.context_.n_networks_ == 45
     assert np.median(np.abs(err)) < 0.05 < np.median(np.abs(raw_err))
-    # the interval is the cross-validated error's 90% quantile: it covers most held-out networks
+    # the interval is the cross-validated errors' split-conformal 90% quantile: it covers most held-out networks
+    from compactnet.predictors.estimators import _conformal_quantile
+
+    a = np.abs(np.log1p(cal.context_.cv_errors_))
+    assert cal.context_.interval_log_ == _conformal_quantile(a, 0.9) >= np.quantile(a, 0.9)
     lat = [cal.predict(s) for s in nets[test]]
     assert np.mean([l.low_ms <= t <= l.high_ms for l, t in zip(lat, y[test])]) >= 0.7
     # layer rows carry their in-network figure; the batched paths agree with the single one

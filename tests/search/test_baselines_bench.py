@@ -57,7 +57,8 @@ def test_quick_run_writes_matched_rows(quick_run, capsys):
     from compactnet.train import evaluate
 
     state = json.loads((out / "state.json").read_text())
-    model = bb.load_result_model("resnet20", Path(state["variants"]["search"]["dir"]), bb.QUICK_CHANNELS)
+    assert state["variants"]["search"]["dir"] == "search"     # relative to --out: no machine's paths recorded
+    model = bb.load_result_model("resnet20", out / state["variants"]["search"]["dir"], bb.QUICK_CHANNELS)
     assert evaluate(model, bb.synthetic_data().test) == pytest.approx(s["test_top1"])
 
 
@@ -93,7 +94,8 @@ def test_reuse_adopts_a_finished_search_folder(quick_run, tmp_path):
                   "--reuse", f"search={out / 'search'}"])
     assert rc == 0
     rec = json.loads((new / "state.json").read_text())["variants"]["search"]
-    assert rec["source"] == "reused" and rec["dir"] == str(out / "search")
+    assert rec["source"] == "reused" and (new / rec["dir"]).resolve() == (out / "search").resolve()
+    assert not Path(rec["dir"]).is_absolute()
     assert not (new / "search").exists()
 
 

@@ -259,6 +259,81 @@ def test_snapshots_are_saved_when_the_measured_lower_bound_crosses_a_threshold(t
     assert not plain.snapshots
 
 
+def test_tracking_stops_the_schedule_when_the_measured_target_is_met(tiny_data, tiny_preset):
+    from dataclasses import replace
+
+    preset = replace(tiny_preset, iterations=5, track=True)
+    # the predictor charges a per-call overhead the device does not pay: it underestimates speedups
+    predictor = MacsLatencyModel(ms_per_mmac=0.01, overhead_ms=0.5)
+    truth = MacsLatencyModel(ms_per_mmac=0.01)
+    state = _search(tiny_data, preset, predictor, measure=_device(truth, [])).run()
+    tracked = [m for m in state.measurements if m.get("tracking")]
+    assert len(state.trajectory) < preset.iterations and "target met as measured" in state.stop_reason
+    assert tracked and tracked[-1]["reached"] and not any(m["reached"] for m in tracked[:-1])
+    assert state.trajectory[-1]["measured_speedup"][0] == pytest.approx(tracked[-1]["speedup"])
+    assert state.trajectory[-1]["predicted_speedup"] < tracked[-1]["speedup"]
+    # the final decision reuses the tracking measurement of the same network: nothing is measured twice
+    assert len(state.measurements) == len(tracked) and state.phase == "done"
+    # the same search without tracking follows the predicted schedule to its end and overshoots
+    plain = _search(tiny_data, tiny_preset, predictor, measure=_device(truth, []), speedup=1.25).run()
+    assert plain.measurements[0]["iteration"] == tiny_preset.iterations
+
+
+def test_tracking_recalibrates_and_replans_on_a_miss_and_resumes_the_same(tmp_path, tiny_data, tiny_preset):
+    from dataclasses import replace
+
+    preset = replace(tiny_preset, iterations=3, extra_iterations=1, track=True)
+    predictor = MacsLatencyModel(ms_per_mmac=0.01)
+    truth = MacsLatencyModel(ms_per_mmac=0.02, overhead_ms=0.1)   # measured speedups fall short
+    s = _search(tiny_data, preset, predictor, measure=_device(truth, []), checkpoint_dir=tmp_path)
+    planned = list(s.state.deltas)
+    state = s.run()
+    misses = [r for r in state.trajectory if r["phase"] == "schedule" and "replan" in r]
+    assert misses and all(len(r["measured_speedup"]) == 3 for r in misses)
+    # each miss rescales the rest of the schedule by one factor (the decayed shape kept), 2% floor aside
+    for r in misses:
+        rest, plan = planned[r["iteration"]:], r["replan"]
+        assert len(plan["deltas"]) == len(rest) and all(d >= plan["floor_ms"] for d in plan["deltas"])
+        scaled = [(a, b) for a, b in zip(rest, plan["deltas"]) if b > plan["floor_ms"]]
+        if scaled:
+            assert all(b / a == pytest.approx(plan["cut_ms"] / sum(rest)) for a, b in scaled)
+        planned = planned[:r["iteration"]] + plan["deltas"]
+    # no network is measured twice or recalibrated on twice: the measuring phase reuses the last
+    # iteration's tracking measurement and its recalibration
+    iters = [m["iteration"] for m in state.measurements]
+    assert len(iters) == len(set(iters)) and iters[:3] == [1, 2, 3]
+    recal = [r["iteration"] for r in state.recalibrations]
+    assert len(recal) == len(set(recal)) and recal[:len(misses)] == [r["iteration"] for r in misses]
+    # a fresh process resumes the finished search from its checkpoint with the same recalibrated model
+    again = _search(tiny_data, preset, MacsLatencyModel(ms_per_mmac=0.01), measure=_device(truth, []),
+                    checkpoint_dir=tmp_path)
+    assert again.try_resume() and again.state.deltas == state.deltas == planned
+    assert again.latency.predict_many([again.current_spec()])[0] == pytest.approx(
+        s.latency.predict_many([s.current_spec()])[0])
+
+
+def test_a_met_target_is_checkpointed_with_its_iteration(tmp_path, tiny_data, tiny_preset):
+    from dataclasses import replace
+
+    preset = replace(tiny_preset, iterations=5, track=True)
+    predictor = MacsLatencyModel(ms_per_mmac=0.01, overhead_ms=0.5)   # underestimates speedups
+    truth = MacsLatencyModel(ms_per_mmac=0.01)
+
+    def killed(record):
+        if record.get("measured_speedup") and record["measured_speedup"][1] >= 1.25:
+            raise KeyboardInterrupt   # killed right after the iteration that met the target was saved
+
+    s = _search(tiny_data, preset, predictor, measure=_device(truth, []), checkpoint_dir=tmp_path, on_iteration=killed)
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    again = _search(tiny_data, preset, MacsLatencyModel(ms_per_mmac=0.01, overhead_ms=0.5), measure=_device(truth, []),
+                    checkpoint_dir=tmp_path)
+    assert again.try_resume() and again.state.phase == "measure"
+    done = len(again.state.trajectory)
+    state = again.run()           # measures the met network again and stops: no further trimming
+    assert len(state.trajectory) == done and state.measurements[-1]["reached"] and state.phase == "done"
+
+
 @pytest.mark.slow
 def test_parallel_candidates_match_sequential(tiny_data, tiny_preset, aligned_latency):
     one = tiny_preset.__class__(**{**tiny_preset.to_dict(), "iterations": 1})

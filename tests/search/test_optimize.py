@@ -148,3 +148,18 @@ def test_report_says_why_the_search_stopped(tmp_path):
     for i, (rep, text) in enumerate(cases):
         _, md = write_report({"model": "mobilenetv2", **rep}, tmp_path / str(i))
         assert text in md.read_text(), (rep, md.read_text())
+
+
+def test_extended_mode_is_labelled_experimental(monkeypatch, caplog):
+    import importlib
+
+    opt = importlib.import_module("compactnet.search.optimize")   # the package exports the function by that name
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before any work")
+
+    monkeypatch.setattr(opt, "_prepare", stop)
+    with caplog.at_level("WARNING"), pytest.raises(RuntimeError, match="stopped before"):
+        opt.optimize("mobilenetv2", None, "synthetic-cpu-fp32-t1", speedup=1.5, mode="extended", predictor="flops",
+                     measure=False)
+    assert "experimental" in caplog.text and "--mode paper" in caplog.text

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from compactnet.zoo.download import check_relative_path, fetch_index, pull, resolve_source, zoo_cache_dir
+from compactnet.zoo.entry import hardware_slug
 from compactnet.zoo.errors import DownloadError, IntegrityError, OfflineError, UnknownEntryError, UnsafePathError
 from compactnet.zoo.index import load_index, save_index
-from zoo_helpers import sha
+from zoo_helpers import HW, sha
 
 BASE = "resnet20.cifar10.ort-cpu-fp32-t1.base"
 TRIM = "resnet20.cifar10.ort-cpu-fp32-t1.s1p5x"
+#: The cache folders of the entries (name, then hardware: one name may be published for two hardwares).
+TRIM_DIR = f"{TRIM}/{hardware_slug(HW)}"
 
 
 def _files(cache: Path) -> list[str]:
@@ -34,7 +37,7 @@ def test_good_pull(how, zoo_dir, zoo_server, tmp_path):
     files = pull(TRIM, index_url=index_url, cache_dir=cache, progress=False)
     onnx, weights = _expected(zoo_dir, TRIM)
     assert files.onnx.read_bytes() == onnx and files.weights.read_bytes() == weights
-    assert files.onnx.parent == cache.resolve() / TRIM
+    assert files.onnx.parent == cache.resolve() / TRIM_DIR
     assert json.loads((files.directory / "entry.json").read_text())["name"] == TRIM
     assert json.loads(files.channels.read_text()) == {"model": "resnet20", "stages": [4, 8, 8], "inner": None,
                                                       "num_classes": 10}
@@ -69,7 +72,7 @@ def test_hash_mismatch_refused(zoo_dir, zoo_server, tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
         pull(TRIM, index_url=zoo_server + "index.json", cache_dir=cache, progress=False)
-    assert not (cache / TRIM / "weights.safetensors").exists()
+    assert not (cache / TRIM_DIR / "weights.safetensors").exists()
     assert not list(cache.rglob("*.partial"))
 
 
@@ -80,10 +83,10 @@ def test_truncated_file_refused(zoo_dir, zoo_server, tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(IntegrityError, match="truncated"):
         pull(TRIM, index_url=zoo_server + "index.json", cache_dir=cache, progress=False)
-    assert not (cache / TRIM / "model.onnx").exists() and not list(cache.rglob("*.partial"))
+    assert not (cache / TRIM_DIR / "model.onnx").exists() and not list(cache.rglob("*.partial"))
     with pytest.raises(IntegrityError, match="truncated"):
         pull(TRIM, index_url=str(zoo_dir / "index.json"), cache_dir=cache, progress=False)
-    assert not (cache / TRIM / "model.onnx").exists() and not list(cache.rglob("*.partial"))
+    assert not (cache / TRIM_DIR / "model.onnx").exists() and not list(cache.rglob("*.partial"))
 
 
 def test_oversized_file_refused(zoo_dir, tmp_path):
@@ -93,7 +96,7 @@ def test_oversized_file_refused(zoo_dir, tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(IntegrityError, match="larger"):
         pull(TRIM, index_url=(zoo_dir / "index.json").as_uri(), cache_dir=cache, progress=False)
-    assert not (cache / TRIM / "weights.safetensors").exists() and not list(cache.rglob("*.partial"))
+    assert not (cache / TRIM_DIR / "weights.safetensors").exists() and not list(cache.rglob("*.partial"))
 
 
 @pytest.mark.parametrize("bad", ["../../outside.onnx", "/etc/passwd", "models/../../x.onnx",
@@ -108,7 +111,7 @@ def test_path_traversal_refused(bad, zoo_dir, zoo_server, tmp_path):
         with pytest.raises(UnsafePathError, match="refusing"):
             pull(TRIM, index_url=url, cache_dir=cache, progress=False)
     # refused before anything was fetched: not even the (valid) weights file is in the cache
-    assert not (cache / TRIM).exists()
+    assert not (cache / TRIM_DIR).exists()
     assert not (tmp_path / "outside.onnx").exists()
 
 
@@ -125,7 +128,7 @@ def test_resume_after_interruption(cutting_server, zoo_dir, tmp_path):
         pull(TRIM, index_url=url + "index.json", cache_dir=cache, progress=False)
     partials = list(cache.rglob("*.partial"))
     assert len(partials) == 1 and 0 < partials[0].stat().st_size
-    assert not (cache / TRIM / "model.onnx").exists()
+    assert not (cache / TRIM_DIR / "model.onnx").exists()
     half = partials[0].stat().st_size
     # the second attempt continues with a Range request and completes the file
     with pytest.raises(DownloadError):  # the weights' first transfer is cut in its turn
@@ -142,7 +145,7 @@ def test_resume_with_stale_partial_restarts(zoo_dir, tmp_path):
     """A partial file whose bytes are wrong fails the hash check after resuming, then downloads afresh."""
     cache = tmp_path / "cache"
     e = load_index(zoo_dir / "index.json").get(TRIM)
-    dest = cache / TRIM / "model.onnx"
+    dest = cache / TRIM_DIR / "model.onnx"
     dest.parent.mkdir(parents=True)
     Path(f"{dest}.{e.onnx.sha256[:16]}.partial").write_bytes(b"\xff" * 5000)
     files = pull(TRIM, index_url=str(zoo_dir / "index.json"), cache_dir=cache, progress=False)
@@ -165,7 +168,7 @@ def test_resume_against_server_without_ranges(zoo_dir, tmp_path):
         cache = tmp_path / "cache"
         e = load_index(zoo_dir / "index.json").get(TRIM)
         onnx = _expected(zoo_dir, TRIM)[0]
-        dest = cache / TRIM / "model.onnx"
+        dest = cache / TRIM_DIR / "model.onnx"
         dest.parent.mkdir(parents=True)
         Path(f"{dest}.{e.onnx.sha256[:16]}.partial").write_bytes(onnx[:1234])
         files = pull(TRIM, index_url=f"http://127.0.0.1:{server.server_address[1]}/index.json", cache_dir=cache,
@@ -206,7 +209,7 @@ def test_offline_with_and_without_cache(zoo_dir, tmp_path):
     # a local index works offline too, files still only from the cache
     with pytest.raises(OfflineError):
         pull(TRIM, index_url=str(zoo_dir / "index.json"), cache_dir=cache, offline=True, progress=False)
-    assert not (cache / TRIM).exists()
+    assert not (cache / TRIM_DIR).exists()
 
 
 def test_unknown_name_suggests(zoo_dir, tmp_path):

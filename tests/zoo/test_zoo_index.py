@@ -102,3 +102,37 @@ def test_an_index_that_is_not_utf8_is_an_index_format_error(tmp_path):
         fetch_index(str(bad), tmp_path / "cache")
     with pytest.raises(IndexFormatError, match="not UTF-8"):
         fetch_index(bad.as_uri(), tmp_path / "cache")
+
+
+def test_a_name_may_exist_once_per_hardware(monkeypatch):
+    import compactnet.spec
+
+    here, there = make_entry(B, top1=80.0, hardware="Here CPU"), make_entry(B, top1=70.0, hardware="There CPU")
+    idx = ZooIndex((make_entry(A), here, there))
+    assert idx.names == [A, B] and len(idx) == 3 and idx.has(B, "There CPU") and not idx.has(B, "Else")
+    assert idx.get(B, "There CPU") is there and idx.get(A) == make_entry(A)
+    # without a hardware: this machine's entry when it is among them, else a clear error naming them
+    monkeypatch.setattr(compactnet.spec, "hardware_id", lambda: "Here CPU")
+    assert idx.get(B) is here
+    monkeypatch.setattr(compactnet.spec, "hardware_id", lambda: "Third CPU")
+    with pytest.raises(UnknownEntryError, match="Here CPU.*There CPU") as err:
+        idx.get(B)
+    assert "--hardware" in str(err.value) and "Third CPU" in str(err.value)
+    with pytest.raises(UnknownEntryError, match="not for hardware 'Else'"):
+        idx.get(B, "Else")
+    # add replaces the same (name, hardware) only; remove takes the hardware's entry
+    assert idx.add(make_entry(B, top1=1.0, hardware="There CPU"), replace_existing=True).get(B, "Here CPU") is here
+    assert idx.remove(B, "There CPU").names == [A, B] and len(idx.remove(B, "There CPU")) == 2
+    with pytest.raises(IndexFormatError, match="on 'Here CPU' twice"):
+        ZooIndex((here, make_entry(B, hardware="Here CPU")))
+
+
+def test_hardware_slug_is_file_safe_and_unique_per_string():
+    from compactnet.zoo.entry import hardware_slug
+
+    a, b = hardware_slug("Intel(R) Xeon(R) Processor @ 2.50GHz"), hardware_slug("Intel(R) Xeon(R) Processor")
+    assert a.startswith("intel-xeon-processor-2-50ghz-") and b.startswith("intel-xeon-processor-") and a != b
+    assert hardware_slug("Intel Xeon Processor") != b          # same words, other string: other folder
+    assert all(c.isalnum() or c == "-" for c in a + b) and hardware_slug("") .startswith("unknown-")
+    e = make_entry(B, hardware="AMD EPYC")
+    assert e.folder == f"{B}/{hardware_slug('AMD EPYC')}" and e.key == (B, "AMD EPYC")

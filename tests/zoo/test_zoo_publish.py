@@ -85,7 +85,9 @@ def test_publish_baseline_and_search_result(tmp_path, tiny_npz, result_dir, base
     assert m.val_top1 == 11.5 and m.predicted_latency.value_ms == 0.01
     assert e.provenance.command.startswith("compactnet optimize --model resnet20 --platform synthetic-cpu-fp32-t1 "
                                            "--speedup 1.5 --preset quick")
-    assert e.provenance.created and e.provenance.source == str(result_dir)
+    # provenance holds no absolute path of the publishing machine: outside any repository, paths are
+    # relative to the zoo folder's parent
+    assert e.provenance.created and e.provenance.source == result_dir.name
     assert sha256_file(zoo / e.onnx.path) == sha256_file(result_dir / "model.onnx")
     assert e.channels["stages"] == [4, 8, 8] and e.network is not None and e.network.architecture == "resnet20"
     # files copied under name-based paths, with sizes and hashes
@@ -264,3 +266,32 @@ def test_accuracy_limit_takes_a_seeded_random_subset(tmp_path):
     assert np.all(np.diff(sub.labels) >= 0)                      # split order kept
     assert np.array_equal(seeded_limit(split, 30, seed=0).labels, sub.labels)
     assert seeded_limit(split, None) is split
+
+
+def test_the_same_name_from_two_hardwares_keeps_both_and_stores_shared_bytes_once(tmp_path, result_dir):
+    from compactnet.spec import Latency, Platform
+    from compactnet.zoo.entry import hardware_slug
+    from compactnet.zoo.publish import AccuracyResult, LatencyResult
+
+    def on(hw):
+        return lambda c, b, p: LatencyResult(Latency(0.5), 1.9, 1.8, 2.0, Platform.parse(p, hardware=hw))
+
+    zoo_index = tmp_path / "repo" / "zoo" / "index.json"
+    (tmp_path / "repo" / ".git").mkdir(parents=True)          # the repository that holds the zoo
+    acc = lambda m: AccuracyResult(50.0, "original", "h")     # noqa: E731
+    cmd = f"compactnet zoo publish {tmp_path}/repo/results/x --index={tmp_path}/repo/zoo/index.json"
+    a = publish(result_dir, zoo_index, measure_latency=on("CPU A"), measure_accuracy=acc, catalogue=False,
+                publish_command=cmd)
+    b = publish(result_dir, zoo_index, measure_latency=on("CPU B"), measure_accuracy=acc, catalogue=False)
+    index = load_index(zoo_index)
+    assert a.name == b.name and len(index) == 2 and {e.hardware for e in index} == {"CPU A", "CPU B"}
+    # one folder per name and hardware; the second publication's bytes were already there: stored once
+    assert a.onnx.path == f"models/{a.name}/{hardware_slug('CPU A')}/model.onnx"
+    assert (b.onnx.path, b.weights.path) == (a.onnx.path, a.weights.path)
+    assert len(list((zoo_index.parent / "models").rglob("*.onnx"))) == 1
+    # republishing on the same hardware needs --replace; provenance holds no absolute path
+    with pytest.raises(ConfigError, match="already has .* on 'CPU A'"):
+        publish(result_dir, zoo_index, measure_latency=on("CPU A"), measure_accuracy=acc, catalogue=False)
+    prov = index.get(a.name, "CPU A").provenance
+    assert prov.publish_command == "compactnet zoo publish results/x --index=zoo/index.json"
+    assert prov.source == "outside-repo:search-out" and str(tmp_path) not in json.dumps(index.to_dict())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -10,9 +12,15 @@ from compactnet.zoo.index import load_index
 
 
 def _entries():
+    """One entry per distinct ONNX file (the same network published for several runtimes runs once)."""
     if not REPO_INDEX.is_file():
         return []
-    return list(load_index(REPO_INDEX))
+    seen, out = set(), []
+    for e in load_index(REPO_INDEX):
+        if e.onnx.sha256 not in seen:
+            seen.add(e.onnx.sha256)
+            out.append(e)
+    return out
 
 
 ENTRIES = _entries()
@@ -38,18 +46,23 @@ def test_repository_index_is_valid_when_present():
             path = REPO_INDEX.parent / ref.path
             assert path.is_file(), f"{e.name}: {ref.path} is missing from the repository"
             assert path.stat().st_size == ref.size
+        # provenance records repository-relative paths only (no machine's absolute paths)
+        for text in (e.provenance.command, e.provenance.publish_command, e.provenance.source):
+            assert not re.search(r"(?:^|[\s'\"=])/(?:tmp|work|home|root|usr|opt|var|mnt)/", text or ""), (e.name, text)
 
 
 @pytest.mark.runtime
-@pytest.mark.parametrize("name", [e.name for e in ENTRIES] or [pytest.param(None, marks=pytest.mark.skip(
-    reason="the repository's zoo index has no entries yet"))])
-def test_entry_loads_and_runs_in_each_local_runtime(name, tmp_path):
+@pytest.mark.parametrize("name, hardware", [(e.name, e.hardware) for e in ENTRIES] or [pytest.param(
+    None, None, marks=pytest.mark.skip(reason="the repository's zoo index has no entries yet"))],
+    ids=[f"{e.name}@{e.hardware}" for e in ENTRIES] or None)
+def test_entry_loads_and_runs_in_each_local_runtime(name, hardware, tmp_path):
     import torch
 
     from compactnet.runtimes import get_runner
     from compactnet.zoo.download import load
 
-    files = load(name, index_url=str(REPO_INDEX), cache_dir=tmp_path, progress=False, build_model=True)
+    files = load(name, index_url=str(REPO_INDEX), cache_dir=tmp_path, progress=False, build_model=True,
+                 hardware=hardware)
     e = files.entry
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (1, e.input.shape[2], e.input.shape[3], e.input.shape[1]), dtype=np.uint8)
