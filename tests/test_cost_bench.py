@@ -31,6 +31,9 @@ def test_error_vs_samples_per_method(bench, tmp_path, capsys):
     assert 0 <= res["flops_proxy"]["within10"] <= 1 and res["test_networks"] == 12
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "c.txt").read_text().strip() == text.strip()
+    # the figure and table are redrawn from the JSON without fitting again
+    assert bench.main([*args, "--from-json", str(tmp_path / "c.json"), "--figure", str(tmp_path / "d.png")]) == 0
+    assert capsys.readouterr().out.strip() == text.strip() and (tmp_path / "d.png").stat().st_size > 0
 
 
 def test_flops_proxy_is_the_least_squares_line(bench):
