@@ -620,6 +620,12 @@ class ProgressiveSearch:
 
     # ----- tracking (Preset.track) ------------------------------------------------------------------
     @property
+    def _goal(self) -> float:
+        """The speedup the loop stops on: the target raised by ``Preset.stop_margin`` (the final decision,
+        repeated comparisons of the retrained network, keeps the target itself)."""
+        return self.state.t_final * (1.0 + float(self.preset.stop_margin))
+
+    @property
     def _tracking(self) -> bool:
         return bool(self.preset.track) and self.measure_fn is not None
 
@@ -632,7 +638,7 @@ class ProgressiveSearch:
         measurement decides.
         """
         st = self.state
-        m = self._measure(st.t_final, rec["iteration"], tracking=True)
+        m = self._measure(self._goal, rec["iteration"], tracking=True)
         if m is None or m.busy:
             log.warning("tracking measurement after iteration %d %s: the schedule goes on as predicted",
                         rec["iteration"], "refused (" + self._last_refusal + ")" if m is None else "flagged (busy)")
@@ -674,7 +680,7 @@ class ProgressiveSearch:
         rest = st.deltas[done:]
         pred = float(self.latency.predict_many([self.current_spec()])[0])
         margin = m.speedup / m.low if m.low > 0 else 1.0
-        target_ms = m.original_ms / (st.t_final * max(1.0, margin))
+        target_ms = m.original_ms / (self._goal * max(1.0, margin))
         cut, total, floor = max(pred - target_ms, 0.0), float(sum(rest)), 0.02 * pred
         new = [max(floor, d * cut / total if total > 0 else cut / len(rest)) for d in rest]
         st.deltas = st.deltas[:done] + new
@@ -730,7 +736,7 @@ class ProgressiveSearch:
                     break
                 tracked = self._tracked if self._tracked is not None and self._tracked[0] == st.iteration else None
                 self._tracked = None
-                m = tracked[1] if tracked is not None else self._measure(st.t_final, st.iteration)
+                m = tracked[1] if tracked is not None else self._measure(self._goal, st.iteration)
                 if m is None:
                     st.stop_reason = (f"measurement refused ({self._last_refusal}); stopped on the predicted "
                                       "latency")
@@ -753,8 +759,10 @@ class ProgressiveSearch:
                     st.phase = "done"
                     break
                 if st.extra_done >= self.preset.extra_iterations:
+                    goal = (f"{st.t_final:.2f}x" if self._goal == st.t_final
+                            else f"{self._goal:.2f}x (target {st.t_final:.2f}x + stop margin)")
                     st.stop_reason = (f"measured speedup {m.speedup:.2f}x (lower bound {m.low:.2f}) misses "
-                                      f"{st.t_final:.2f}x after {st.extra_done} extra iteration(s)")
+                                      f"{goal} after {st.extra_done} extra iteration(s)")
                     log.warning("%s", st.stop_reason)
                     st.phase = "done"
                     break
@@ -763,7 +771,7 @@ class ProgressiveSearch:
                 spec = self.current_spec()
                 pred = float(self.latency.predict_many([spec])[0])
                 margin = m.speedup / m.low if m.low > 0 else 1.0
-                target_ms = m.original_ms / (st.t_final * max(1.0, margin))
+                target_ms = m.original_ms / (self._goal * max(1.0, margin))
                 remaining = self.preset.extra_iterations - st.extra_done
                 delta = max(st.deltas[-1], (pred - target_ms) / remaining)
                 st.phase = "extra"

@@ -274,6 +274,10 @@ def test_tracking_stops_the_schedule_when_the_measured_target_is_met(tiny_data, 
     assert state.trajectory[-1]["predicted_speedup"] < tracked[-1]["speedup"]
     # the final decision reuses the tracking measurement of the same network: nothing is measured twice
     assert len(state.measurements) == len(tracked) and state.phase == "done"
+    # with a stopping margin the loop asks the raised goal of its measurements (the final decision keeps the target)
+    margin = _search(tiny_data, replace(preset, stop_margin=0.1), predictor, measure=_device(truth, [])).run()
+    met = [m for m in margin.measurements if m.get("reached")]
+    assert met and all(m["low"] >= 1.25 * 1.1 for m in met)
     # the same search without tracking follows the predicted schedule to its end and overshoots
     plain = _search(tiny_data, tiny_preset, predictor, measure=_device(truth, []), speedup=1.25).run()
     assert plain.measurements[0]["iteration"] == tiny_preset.iterations
