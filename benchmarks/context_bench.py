@@ -295,11 +295,27 @@ def figure(results: list[dict], path: Path, methods: Sequence[str] = ("in-contex
         ax.set_ylabel("predicted latency (ms)")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"{len(results[0]['networks'])} held-out networks of 15 families", fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (PNG, 90 dpi, parent folders made) and close a pyplot figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def write_outputs(results: list[dict], text: str, json_path: Path | None) -> None:
+    """Print the Markdown ``text``; with ``json_path``, also write the results there and the text beside it."""
+    print(text)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=1))
+        json_path.with_suffix(".txt").write_text(text + "\n")
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -308,11 +324,7 @@ def evaluate(args: argparse.Namespace) -> None:
     cal = TestSet.load(args.out / "calibration" / "testset.json")
     test = TestSet.load(args.out / "test" / "testset.json")
     results = [evaluate_platform(args, k, cal, test) for k in args.platforms]
-    text = render(results)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-        args.json.with_suffix(".txt").write_text(text + "\n")
+    write_outputs(results, render(results), args.json)
     if args.figure:
         figure(results, args.figure)
 

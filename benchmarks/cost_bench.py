@@ -154,11 +154,7 @@ def figure(results: list[dict], path: Path) -> Path:
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("median |error| on held-out networks (%)")
     axes[0][0].legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.8))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return cb.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         cal = TestSet.load(args.out / "calibration" / "testset.json")
         test = TestSet.load(args.out / "test" / "testset.json")
         results = [evaluate_platform(args, k, cal, test) for k in args.platforms]
-    text = render(results)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
-        args.json.with_suffix(".txt").write_text(text + "\n")
+    cb.write_outputs(results, render(results), args.json)
     if args.figure:
         figure(results, args.figure)
     return 0
