@@ -201,18 +201,26 @@ MeasureFn = Callable[[nn.Module, nn.Module, float], Measured]
 
 
 def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int] = (1, 3, 32, 32),
-                     busy: str = "refuse") -> MeasureFn:
+                     busy: str = "refuse", isolate: bool = True) -> MeasureFn:
     """A measuring function comparing two models by DESIGN's protocol on ``platform``.
 
     Both models are exported the same way (:func:`compactnet.export.export_onnx`) and timed
-    interleaved in one process (:func:`compactnet.measure.compare`).
+    interleaved (:func:`compactnet.measure.compare`), by default in the measuring worker process
+    (:func:`compactnet.isolated.compare_isolated`): measured inside the training process, the same
+    two networks spread about ±10% from one comparison to the next.
+
+    Args:
+        isolate: Measure in the worker process (real local runtimes); False measures in this process.
     """
     def measure(original: nn.Module, trimmed: nn.Module, target: float) -> Measured:
         from compactnet import measure as protocol
         from compactnet.export import export_onnx
 
         files = [export_onnx(m, input_shape=input_shape).onnx_bytes for m in (original, trimmed)]
-        comp = protocol.compare(files, platform, names=["original", "trimmed"], rounds=rounds, busy=busy)
+        from compactnet.isolated import compare_isolated
+
+        compare = compare_isolated if isolate else protocol.compare
+        comp = compare(files, platform, names=["original", "trimmed"], rounds=rounds, busy=busy)
         lat = [getattr(l, "value_ms", l) for l in comp.latencies]
         ratio, low, high = comp.speedups[1]
         reached = bool(protocol.reached(comp, 1, target))

@@ -329,10 +329,10 @@ def _target(run: _Run, speedup: float | None, latency_ms: float | None) -> float
     from compactnet.search.latency import as_latency_model
 
     if run.measure_fn is not None:
-        from compactnet import measure as protocol
         from compactnet.export import export_onnx
+        from compactnet.isolated import compare_isolated
 
-        ref = protocol.compare([export_onnx(run.original, input_shape=run.entry.input_shape).onnx_bytes], run.plat,
+        ref = compare_isolated([export_onnx(run.original, input_shape=run.entry.input_shape).onnx_bytes], run.plat,
                                rounds=run.pre.rounds, busy=run.busy).latencies[0].value_ms
     else:
         ref = float(as_latency_model(run.latency).predict_many([network_spec_from_torch(run.original)])[0])

@@ -91,10 +91,12 @@ class _FakeProtocol:
 
 
 def test_a_killed_latency_targeted_search_resumes(tmp_path, tiny_data, monkeypatch):
+    from compactnet import isolated
     from compactnet import measure as protocol
 
     fake = _FakeProtocol()
     monkeypatch.setattr(protocol, "compare", fake.compare)
+    monkeypatch.setattr(isolated, "compare_isolated", fake.compare)
     monkeypatch.setattr(protocol, "reached", fake.reached)
     torch.manual_seed(0)
     save_weights(create_model("mobilenetv2", TINY_MNV2), tmp_path / "base.safetensors")
