@@ -201,7 +201,8 @@ MeasureFn = Callable[[nn.Module, nn.Module, float], Measured]
 
 
 def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int] = (1, 3, 32, 32),
-                     busy: str = "refuse", isolate: bool = True) -> MeasureFn:
+                     busy: str = "refuse", isolate: bool = True, max_width: float | None = None,
+                     max_repeats: int = 2) -> MeasureFn:
     """A measuring function comparing two models by DESIGN's protocol on ``platform``.
 
     Both models are exported the same way (:func:`compactnet.export.export_onnx`) and timed
@@ -211,6 +212,9 @@ def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int]
 
     Args:
         isolate: Measure in the worker process (real local runtimes); False measures in this process.
+        max_width: Widest 95% interval relative to the speedup; a wider comparison is repeated and
+            pooled (:func:`compactnet.sequential.compare_until`); None: one comparison.
+        max_repeats: At most this many repeats per measurement.
     """
     def measure(original: nn.Module, trimmed: nn.Module, target: float) -> Measured:
         from compactnet import measure as protocol
@@ -218,9 +222,11 @@ def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int]
 
         files = [export_onnx(m, input_shape=input_shape).onnx_bytes for m in (original, trimmed)]
         from compactnet.isolated import compare_isolated
+        from compactnet.sequential import compare_until
 
-        compare = compare_isolated if isolate else protocol.compare
-        comp = compare(files, platform, names=["original", "trimmed"], rounds=rounds, busy=busy)
+        comp = compare_until(files, platform, max_width, max_repeats,
+                             compare=compare_isolated if isolate else protocol.compare,
+                             names=["original", "trimmed"], rounds=rounds, busy=busy)
         lat = [getattr(l, "value_ms", l) for l in comp.latencies]
         ratio, low, high = comp.speedups[1]
         reached = bool(protocol.reached(comp, 1, target))
@@ -526,11 +532,7 @@ class ProgressiveSearch:
         self.pruner.apply(win["keeps"])
         self.model.load_state_dict(results[best]["state"])
         t_win = time.perf_counter()
-        if pre.winner_steps > 0:
-            finetune(self.model, self.train_split, pre.winner_steps, pre.candidate_batch, pre.candidate_lr,
-                     seed + 1, self.teacher)
-            recalibrate_bn(self.model, train_sub, pre.bn_batches, seed=seed)
-        val = evaluate(self.model, self.val_subset)
+        val, undone = self._finetune_winner(win, results[best]["state"], train_sub, seed)
         win_s = time.perf_counter() - t_win
         spec = self.current_spec()
         if self.verify:
@@ -545,6 +547,7 @@ class ProgressiveSearch:
             "channels": self.pruner.widths(),
             "config": cfg.to_dict() if cfg is not None else None,
             "short_of_target": bool(win["short_of_target"]),
+            "finetune_undone": undone,
             "candidates": [{k: p[k] for k in ("group", "width_before", "width", "predicted_ms", "val_top1", "seconds")}
                            for p in plans],
             "candidate_seconds_mean": float(np.mean([p["seconds"] for p in plans])),
@@ -556,6 +559,28 @@ class ProgressiveSearch:
         tm["winner_finetune_s"] = tm.get("winner_finetune_s", 0.0) + win_s
         tm["iterations_s"] = tm.get("iterations_s", 0.0) + record["seconds"]
         return record
+
+    def _finetune_winner(self, win: dict, state: dict, train_sub: Split, seed: int) -> tuple[float, bool]:
+        """Fine-tune the iteration's winner; undo it when it lost more than ``Preset.winner_guard`` points.
+
+        Returns:
+            ``(validation top-1 kept, whether the fine-tune was undone)``.
+        """
+        from compactnet.train import evaluate
+
+        pre = self.preset
+        if pre.winner_steps <= 0:
+            return float(evaluate(self.model, self.val_subset)), False
+        finetune(self.model, self.train_split, pre.winner_steps, pre.candidate_batch, pre.candidate_lr,
+                 seed + 1, self.teacher)
+        recalibrate_bn(self.model, train_sub, pre.bn_batches, seed=seed)
+        val = float(evaluate(self.model, self.val_subset))
+        if pre.winner_guard is not None and val < win["val_top1"] - pre.winner_guard:
+            log.warning("the winner's fine-tune lost %.1f points (%.1f%% -> %.1f%%): undone, the candidate's "
+                        "weights kept", win["val_top1"] - val, win["val_top1"], val)
+            self.model.load_state_dict(state)
+            return float(win["val_top1"]), True
+        return val, False
 
     def _verify(self, spec: NetworkSpec) -> None:
         from compactnet.extract import layer_differences, network_spec_from_torch

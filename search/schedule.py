@@ -140,6 +140,16 @@ class Preset:
             the final decision still asks the target. Comparisons repeated minutes apart differ by a
             few percent here: with no margin a search stopped on the target's edge (1.57x [1.50, 1.62]
             for 1.5x) and its final decision read 1.52x [1.45, 1.61], not reached.
+        max_width: Widest 95% interval, relative to the speedup, that a tracking or final comparison
+            is taken with: a wider one is measured again and pooled with it
+            (:func:`compactnet.sequential.compare_until`; None: one comparison). Comparisons that fell
+            into a slow stretch of the machine read [1.24, 1.88] for a network a quiet one reads
+            1.56x: the loop could not stop on them and overshot.
+        max_repeats: At most this many comparisons more per measurement.
+        winner_guard: Points of validation top-1 the winner's fine-tune may lose against the
+            candidate's own score before it is undone (the candidate's weights kept; None: never
+            undone). A 60-step fine-tune once took a candidate from 73.0% to 40.7% on machine D and
+            the search never recovered (68.39% after the final retrain at 1.8x).
     """
 
     name: str
@@ -162,6 +172,9 @@ class Preset:
     align_tolerance: float = 0.1
     track: bool = False
     stop_margin: float = 0.0
+    max_width: float | None = 0.12
+    max_repeats: int = 2
+    winner_guard: float | None = 2.0
 
     def schedule(self, t_final: float) -> tuple[int, float]:
         """``(N, d)`` for a target: the preset's, or Table 3's nearest row."""

@@ -364,3 +364,43 @@ def test_candidates_run_on_a_local_dask_cluster(tiny_data, tiny_preset, aligned_
     assert [(c["group"], c["width"]) for c in state.trajectory[0]["candidates"]] == \
         [(c["group"], c["width"]) for c in ref.trajectory[0]["candidates"]]
     assert not math.isnan(state.trajectory[0]["val_top1"])
+
+
+def test_a_winner_fine_tune_that_loses_too_much_is_undone(monkeypatch, tiny_data, tiny_preset, aligned_latency):
+    import dataclasses
+
+    from compactnet.search import loop
+
+    real = loop.finetune
+
+    def ruinous(model, split, steps, batch_size, lr, seed, teacher=None):
+        if teacher is None and steps == tiny_preset.candidate_steps:
+            return real(model, split, steps, batch_size, lr, seed)  # candidates: the real fine-tune
+        with torch.no_grad():                                         # the winner's: ruin the classifier
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.zero_()
+                    m.bias.fill_(0.0)
+                    m.bias[0] = 1.0
+
+    import compactnet.train as train_mod
+
+    real_eval = train_mod.evaluate
+
+    def evaluate(model, split, *a, **k):  # a zeroed classifier scores 0 (the ruin, made unmistakable)
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][0]
+        return 0.0 if not linear.weight.abs().sum() else real_eval(model, split, *a, **k)
+
+    monkeypatch.setattr(loop, "finetune", ruinous)
+    monkeypatch.setattr(train_mod, "evaluate", evaluate)
+    preset = dataclasses.replace(tiny_preset, winner_steps=tiny_preset.candidate_steps + 1, distill=False)
+    s = _search(tiny_data, preset, aligned_latency)
+    state = s.run()
+    rec = state.trajectory[0]
+    assert rec["candidate_val_top1"] > 2
+    assert rec["finetune_undone"] and rec["val_top1"] == rec["candidate_val_top1"]
+    linear = [m for m in s.model.modules() if isinstance(m, torch.nn.Linear)][0]
+    assert linear.weight.abs().sum() > 0      # the candidate's weights, not the ruined ones
+
+    off = _search(tiny_data, dataclasses.replace(preset, winner_guard=None), aligned_latency).run()
+    assert not off.trajectory[0]["finetune_undone"] and off.trajectory[0]["val_top1"] < rec["val_top1"]

@@ -1,0 +1,105 @@
+"""Measure until the interval is narrow: protocol comparisons repeated and pooled.
+
+On a shared virtual machine the CPU slows down for seconds at a time. A comparison whose 3-second
+window falls into such a stretch reads the same two networks with a 95% interval of [1.24, 1.88]
+where a quiet one reads [1.53, 1.63] (machine D, a 1.5x search's tracking measurements): the
+search cannot decide on it, so it trims on and overshoots. :func:`compare_until` times the models
+again while the pooled interval is wider than ``max_width`` (relative to the speedup), at most
+``max_repeats`` more times, and :func:`pooled` makes one comparison of them: every comparison's
+sessions become instances of one measurement (each comparison loads new sessions), so the minimum
+rule, the median over instances and the bootstrap over rounds and instances apply unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from compactnet.errors import MeasurementError, bad_value
+
+log = logging.getLogger(__name__)
+
+
+def relative_width(comparison: Any) -> float:
+    """The widest 95% interval of the comparison's speedups, relative to its ratio (0 for one model)."""
+    widths = [(hi - lo) / r for r, lo, hi in comparison.speedups[1:] if r > 0]
+    return max(widths, default=0.0)
+
+
+def pooled(comparisons: Sequence[Any], n_boot: int = 2000) -> Any:
+    """One :class:`~compactnet.measure.Comparison` from several of the same models.
+
+    Args:
+        comparisons: Comparisons taken with ``keep_times=True``, of the same models (names), platform,
+            estimator, rounds and runs.
+        n_boot: Bootstrap resamples of the pooled interval.
+
+    Raises:
+        ConfigError: No comparisons, one without its timings, or comparisons that do not match.
+    """
+    from compactnet.measure import bootstrap_ratio, summarise, widen
+
+    comps = list(comparisons)
+    if not comps:
+        raise bad_value("comparisons", "at least one comparison", 0)
+    if len(comps) == 1:
+        return comps[0]
+    first = comps[0]
+    if any(c.times is None for c in comps):
+        raise bad_value("comparisons", "comparisons taken with keep_times=True", "one without its timings")
+    same = lambda c: (c.names, c.platform.key, c.estimator, c.rounds, c.runs)  # noqa: E731
+    if any(same(c) != same(first) for c in comps):
+        raise bad_value("comparisons", "the same models, platform, estimator, rounds and runs",
+                        [same(c) for c in comps])
+    times = np.concatenate([c.times for c in comps], axis=1)  # (models, instances, rounds, runs)
+    latencies = tuple(summarise(t, first.estimator) for t in times)
+    speedups = [widen(*bootstrap_ratio(times[0], t, n_boot=n_boot, seed=first.seed, level=first.level,
+                                       estimator=first.estimator), first.drift_sd, first.level) for t in times]
+    speedups[0] = (1.0, 1.0, 1.0)
+    return replace(first, latencies=latencies, speedups=tuple(speedups), load=max(c.load for c in comps),
+                   busy=any(c.busy for c in comps), instances=int(times.shape[1]),
+                   export_ok=all(c.export_ok for c in comps), times=times)
+
+
+def compare_until(models: Sequence[Any], platform: Any, max_width: float | None = None, max_repeats: int = 2,
+                  compare: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """Compare ``models`` by the protocol; while the interval is wider than ``max_width``, again and pooled.
+
+    Args:
+        models: As for :func:`compactnet.measure.compare`.
+        platform: As for :func:`compactnet.measure.compare`.
+        max_width: Widest acceptable 95% interval relative to the speedup, e.g. 0.08 for ±4%
+            (None: one comparison, as :func:`compactnet.measure.compare`).
+        max_repeats: At most this many comparisons more.
+        compare: The comparing function (default :func:`compactnet.isolated.compare_isolated`).
+        **kwargs: Passed to ``compare`` (``keep_times`` is set; every repeat gets a new ``seed``).
+
+    Returns:
+        The pooled comparison (the single one when it was narrow enough).
+    """
+    if max_width is not None and not max_width > 0:
+        raise bad_value("max_width", "a positive relative interval width (e.g. 0.08) or None", max_width)
+    if isinstance(max_repeats, bool) or int(max_repeats) != max_repeats or max_repeats < 0:
+        raise bad_value("max_repeats", "a non-negative number of comparisons", max_repeats)
+    if compare is None:
+        from compactnet.isolated import compare_isolated as compare
+    seed = int(kwargs.pop("seed", 0))
+    keep = bool(kwargs.pop("keep_times", False))
+    comps = [compare(models, platform, seed=seed, keep_times=True, **kwargs)]
+    result = comps[0]
+    while max_width is not None and relative_width(result) > max_width and len(comps) <= max_repeats:
+        log.info("interval %.1f%% wide (limit %.1f%%): measuring again (%d of at most %d more)",
+                 100 * relative_width(result), 100 * max_width, len(comps), max_repeats)
+        try:
+            comps.append(compare(models, platform, seed=seed + len(comps), keep_times=True, **kwargs))
+        except MeasurementError as exc:  # a refused repeat keeps what was measured
+            log.warning("repeat refused (%s): keeping the %d comparison(s) taken", exc, len(comps))
+            break
+        result = pooled(comps)
+    return result if keep or getattr(result, "times", None) is None else replace(result, times=None)
+
+
+__all__ = ["compare_until", "pooled", "relative_width"]
