@@ -7,9 +7,11 @@ the same two ONNX networks (the untrimmed model and a trimmed one, by default th
 1.8x entry) by the protocol twice, side by side in time:
 
 * ``in-process``: :func:`compactnet.measure.compare` in the training process (the search before);
-* ``worker``: :func:`compactnet.isolated.compare_isolated`, a small process that never trains.
+* ``worker``: :func:`compactnet.isolated.compare_isolated`, a small process that never trains and
+  locks its memory in RAM (:func:`compactnet.isolated.lock_memory`);
+* ``worker-unlocked`` (with ``--modes``): the same worker without the memory lock.
 
-The two orders alternate from pair to pair. Printed per mode: the original's and the trimmed
+The orders rotate from pair to pair. Printed per mode: the original's and the trimmed
 network's minimum latency over the pairs (range), the measured speedup's range and standard
 deviation, and the median width of the stated 95% interval. The first row is one in-process
 measurement before any training (a quiet process, for reference).
@@ -89,7 +91,7 @@ def _row(mode: str, pair: int, comp) -> dict:
     ratio, low, high = comp.speedups[1]
     return {"mode": mode, "pair": pair, "original_ms": comp.latencies[0].value_ms,
             "trimmed_ms": comp.latencies[1].value_ms, "speedup": ratio, "low": low, "high": high,
-            "load": comp.load, "when": comp.when}
+            "load": comp.load, "when": comp.when, "original_rounds": list(comp.latencies[0].rounds)}
 
 
 def _summary(rows: list[dict], mode: str) -> str:
@@ -100,10 +102,13 @@ def _summary(rows: list[dict], mode: str) -> str:
     o = [x["original_ms"] for x in r]
     t = [x["trimmed_ms"] for x in r]
     widths = [x["high"] - x["low"] for x in r]
+    best = min(min(x["original_rounds"]) for x in rows)
+    rounds = [v for x in r for v in x["original_rounds"]]
+    slow = 100.0 * sum(v > 1.1 * best for v in rounds) / max(1, len(rounds))
     sd = statistics.pstdev(sp) if len(sp) > 1 else 0.0
-    return (f"{mode:<11} n={len(r):<2} original {min(o):.4f}-{max(o):.4f} ms  trimmed {min(t):.4f}-{max(t):.4f} ms  "
+    return (f"{mode:<15} n={len(r):<2} original {min(o):.4f}-{max(o):.4f} ms  trimmed {min(t):.4f}-{max(t):.4f} ms  "
             f"speedup {min(sp):.3f}-{max(sp):.3f}x (sd {sd:.3f}, {100 * sd / statistics.mean(sp):.1f}%)  "
-            f"median 95% interval width {statistics.median(widths):.3f}")
+            f"median 95% interval width {statistics.median(widths):.3f}  original's rounds >10% above the best: {slow:.0f}%")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,14 +120,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-s", type=float, default=20.0, help="seconds of training before each pair")
     ap.add_argument("--rounds", type=int, default=10, help="protocol rounds per comparison")
     ap.add_argument("--out", type=Path, help="text summary here (and the rows as OUT.json)")
+    ap.add_argument("--modes", default="in-process,worker",
+                    help="comma-separated among in-process, worker, worker-unlocked")
     ap.add_argument("--quick", action="store_true", help="2 pairs, 3 s of training, 7 rounds")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.quick:
         args.pairs, args.train_s, args.rounds = 2, 3.0, 7
+    from compactnet import isolated
     from compactnet import measure as protocol
-    from compactnet.isolated import compare_isolated
     from compactnet.runtimes import get_runner
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = sorted(set(modes) - {"in-process", "worker", "worker-unlocked"})
+    if bad or not modes:
+        raise SystemExit(f"--modes: unknown {', '.join(bad) or '(none)'}; choose among in-process, worker, "
+                         "worker-unlocked")
+    workers = {m: isolated._Worker() for m in modes if m != "in-process"}  # one process per mode
 
     original = args.original or _first_onnx(ROOT / DEFAULT_ORIGINAL)
     trimmed = args.trimmed or _first_onnx(ROOT / DEFAULT_TRIMMED)
@@ -132,19 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     train = _trainer(args.train_s)
     for pair in range(1, args.pairs + 1):
         steps = train()
-        order = ("in-process", "worker") if pair % 2 else ("worker", "in-process")
+        order = modes[pair % len(modes):] + modes[:pair % len(modes)]
         for mode in order:
-            fn = protocol.compare if mode == "in-process" else compare_isolated
-            rows.append(_row(mode, pair, fn(files, args.platform, **kw)))
+            if mode == "in-process":
+                comp = protocol.compare(files, args.platform, **kw)
+            else:
+                comp = workers[mode].call(files, args.platform, {**kw, "estimator": protocol.default_estimator()},
+                                          lock=mode == "worker")
+            rows.append(_row(mode, pair, comp))
         print(f"pair {pair}: {steps} training steps; " + "; ".join(
             f"{x['mode']} {x['speedup']:.3f}x [{x['low']:.3f}, {x['high']:.3f}] original {x['original_ms']:.4f} ms"
-            for x in rows[-2:]), flush=True)
+            for x in rows[-len(modes):]), flush=True)
+    for w in workers.values():
+        w.close()
     runner = get_runner(args.platform)
     import torch
     head = (f"# {runner.platform.describe()}; torch {torch.__version__}; {args.pairs} pairs, {args.train_s:g} s of "
             f"training before each, {args.rounds} rounds per comparison\n# original {original.relative_to(ROOT) if original.is_relative_to(ROOT) else original.name}, "
             f"trimmed {trimmed.relative_to(ROOT) if trimmed.is_relative_to(ROOT) else trimmed.name}")
-    text = "\n".join([head] + [_summary(rows, m) for m in ("quiet", "in-process", "worker")])
+    text = "\n".join([head] + [_summary(rows, m) for m in ["quiet", *modes]])
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,16 @@
-"""Measure until the interval is narrow: protocol comparisons repeated and pooled.
+"""Measure until the interval is narrow: protocol comparisons repeated, the narrowest kept (or pooled).
 
 On a shared virtual machine the CPU slows down for seconds at a time. A comparison whose 3-second
 window falls into such a stretch reads the same two networks with a 95% interval of [1.24, 1.88]
 where a quiet one reads [1.53, 1.63] (machine D, a 1.5x search's tracking measurements): the
 search cannot decide on it, so it trims on and overshoots. :func:`compare_until` times the models
-again while the pooled interval is wider than ``max_width`` (relative to the speedup), at most
-``max_repeats`` more times, and :func:`pooled` makes one comparison of them: every comparison's
-sessions become instances of one measurement (each comparison loads new sessions), so the minimum
-rule, the median over instances and the bootstrap over rounds and instances apply unchanged.
+again while the interval is wider than ``max_width`` (relative to the speedup), at most
+``max_repeats`` more times. By default it keeps the narrowest comparison: the machine only ever
+slows down, so a wide comparison is a disturbed one, and like a measurement refused because the
+machine was busy it is taken again rather than used. ``keep="pooled"`` makes one comparison of them
+all instead (:func:`pooled`: every comparison's sessions become instances of one measurement);
+measured on machine D, pooling a disturbed repeat into a 15%-wide comparison widened it to 37%
+([1.34, 1.94] for a network a quiet comparison reads 1.67x [1.53, 1.72]).
 """
 
 from __future__ import annotations
@@ -64,9 +67,12 @@ def pooled(comparisons: Sequence[Any], n_boot: int = 2000) -> Any:
                    export_ok=all(c.export_ok for c in comps), times=times)
 
 
+KEEP = ("narrowest", "pooled")
+
+
 def compare_until(models: Sequence[Any], platform: Any, max_width: float | None = None, max_repeats: int = 2,
-                  compare: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
-    """Compare ``models`` by the protocol; while the interval is wider than ``max_width``, again and pooled.
+                  compare: Callable[..., Any] | None = None, keep: str = "narrowest", **kwargs: Any) -> Any:
+    """Compare ``models`` by the protocol; while the interval is wider than ``max_width``, measure again.
 
     Args:
         models: As for :func:`compactnet.measure.compare`.
@@ -75,19 +81,23 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
             (None: one comparison, as :func:`compactnet.measure.compare`).
         max_repeats: At most this many comparisons more.
         compare: The comparing function (default :func:`compactnet.isolated.compare_isolated`).
+        keep: ``narrowest`` (default: the comparison with the narrowest interval) or ``pooled`` (all
+            of them as one, :func:`pooled`).
         **kwargs: Passed to ``compare`` (``keep_times`` is set; every repeat gets a new ``seed``).
 
     Returns:
-        The pooled comparison (the single one when it was narrow enough).
+        The comparison kept (the single one when it was narrow enough).
     """
     if max_width is not None and not max_width > 0:
         raise bad_value("max_width", "a positive relative interval width (e.g. 0.08) or None", max_width)
     if isinstance(max_repeats, bool) or int(max_repeats) != max_repeats or max_repeats < 0:
         raise bad_value("max_repeats", "a non-negative number of comparisons", max_repeats)
+    if keep not in KEEP:
+        raise bad_value("keep", "one of " + ", ".join(KEEP), keep)
     if compare is None:
         from compactnet.isolated import compare_isolated as compare
     seed = int(kwargs.pop("seed", 0))
-    keep = bool(kwargs.pop("keep_times", False))
+    keep_times = bool(kwargs.pop("keep_times", False))
     comps = [compare(models, platform, seed=seed, keep_times=True, **kwargs)]
     result = comps[0]
     while max_width is not None and relative_width(result) > max_width and len(comps) <= max_repeats:
@@ -98,8 +108,11 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
         except MeasurementError as exc:  # a refused repeat keeps what was measured
             log.warning("repeat refused (%s): keeping the %d comparison(s) taken", exc, len(comps))
             break
-        result = pooled(comps)
-    return result if keep or getattr(result, "times", None) is None else replace(result, times=None)
+        result = pooled(comps) if keep == "pooled" else min(comps, key=relative_width)
+    if len(comps) > 1:
+        log.info("kept %s of %d comparisons: %.1f%% wide", "all" if keep == "pooled" else "the narrowest",
+                 len(comps), 100 * relative_width(result))
+    return result if keep_times or getattr(result, "times", None) is None else replace(result, times=None)
 
 
-__all__ = ["compare_until", "pooled", "relative_width"]
+__all__ = ["compare_until", "pooled", "relative_width", "KEEP"]

@@ -212,8 +212,9 @@ def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int]
 
     Args:
         isolate: Measure in the worker process (real local runtimes); False measures in this process.
-        max_width: Widest 95% interval relative to the speedup; a wider comparison is repeated and
-            pooled (:func:`compactnet.sequential.compare_until`); None: one comparison.
+        max_width: Widest 95% interval relative to the speedup; a wider comparison is measured
+            again and the narrowest kept (:func:`compactnet.sequential.compare_until`); None: one
+            comparison.
         max_repeats: At most this many repeats per measurement.
     """
     def measure(original: nn.Module, trimmed: nn.Module, target: float) -> Measured:

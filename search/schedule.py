@@ -141,9 +141,9 @@ class Preset:
             few percent here: with no margin a search stopped on the target's edge (1.57x [1.50, 1.62]
             for 1.5x) and its final decision read 1.52x [1.45, 1.61], not reached.
         max_width: Widest 95% interval, relative to the speedup, that a tracking or final comparison
-            is taken with: a wider one is measured again and pooled with it
-            (:func:`compactnet.sequential.compare_until`; None: one comparison). Comparisons that fell
-            into a slow stretch of the machine read [1.24, 1.88] for a network a quiet one reads
+            is taken with: a wider one is taken as disturbed and measured again, and the narrowest
+            kept (:func:`compactnet.sequential.compare_until`; None: one comparison). Comparisons that
+            fell into a slow stretch of the machine read [1.24, 1.88] for a network a quiet one reads
             1.56x: the loop could not stop on them and overshot.
         max_repeats: At most this many comparisons more per measurement.
         winner_guard: Points of validation top-1 the winner's fine-tune may lose against the

@@ -101,3 +101,22 @@ def test_protocol_measure_uses_the_worker_unless_told(monkeypatch):
     with pytest.raises(MeasurementError, match="stop here"):
         protocol_measure("ort-cpu-fp32-t1", input_shape=(1, 3, 8, 8))(net, net, 1.5)
     assert calls == ["worker"]
+
+
+def test_lock_memory_reports_whether_it_locked(monkeypatch):
+    import ctypes
+
+    assert isinstance(isolated.lock_memory(), bool)  # True as root or with a high `ulimit -l`; never raises
+
+    class Refusing:
+        def mlockall(self, flags):
+            return -1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: Refusing())
+    assert isolated.lock_memory() is False
+
+
+@pytest.mark.runtime
+def test_the_worker_measures_without_the_lock_when_told():
+    comp = compare_isolated(_tiny_models()[:1], "ort-cpu-fp32-t1", lock=False, **FAST)
+    assert comp.latencies[0].value_ms > 0

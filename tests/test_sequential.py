@@ -65,9 +65,18 @@ def test_compare_until_repeats_a_wide_interval_and_stops_when_narrow():
     assert fn.seeds == [0] and one.times is None            # narrow enough: one comparison
     fn = _Scripted([0.5])
     out = compare_until([BIG, SMALL], "synthetic-cpu-fp32-t1", max_width=1e-6, max_repeats=2, compare=fn,
-                        keep_times=True)
+                        keep_times=True, keep="pooled")
     assert fn.seeds == [0, 1, 2] and out.instances == 6     # at most two more, pooled
     assert relative_width(out) == pytest.approx((out.speedups[1][2] - out.speedups[1][1]) / out.speedups[1][0])
+
+
+def test_by_default_the_narrowest_comparison_is_kept():
+    fn = _Scripted([0.5, 0.3, 0.4])
+    out = compare_until([BIG, SMALL], "synthetic-cpu-fp32-t1", max_width=0.1, max_repeats=2, compare=fn)
+    assert fn.seeds == [0, 1, 2] and relative_width(out) == pytest.approx(0.3) and out.instances == 2
+    fn = _Scripted([0.5, 0.05])                                # narrow enough at the first repeat: stop there
+    out = compare_until([BIG, SMALL], "synthetic-cpu-fp32-t1", max_width=0.1, compare=fn)
+    assert fn.seeds == [0, 1] and relative_width(out) == pytest.approx(0.05)
 
 
 def test_a_refused_repeat_keeps_what_was_measured():
@@ -81,3 +90,5 @@ def test_compare_until_checks_its_arguments():
         compare_until([BIG], "synthetic-cpu-fp32-t1", max_width=0)
     with pytest.raises(ConfigError, match="max_repeats"):
         compare_until([BIG], "synthetic-cpu-fp32-t1", max_width=0.1, max_repeats=-1)
+    with pytest.raises(ConfigError, match="keep"):
+        compare_until([BIG], "synthetic-cpu-fp32-t1", max_width=0.1, keep="mean")
