@@ -75,9 +75,8 @@ class _Worker:
     """One child process running comparisons, one at a time."""
 
     def __init__(self) -> None:
-        env = dict(os.environ)
         self.proc = subprocess.Popen([sys.executable, "-m", "compactnet.isolated"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env)
+                                     stdout=subprocess.PIPE)
         log.debug("measuring worker started (pid %d)", self.proc.pid)
 
     def alive(self) -> bool:
@@ -206,6 +205,7 @@ def _serve() -> None:
     channel_in = sys.stdin.buffer
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s (measuring worker): %(message)s")
     from compactnet import measure as protocol
+    from compactnet.runtimes import get_runner
 
     while True:
         try:
@@ -213,14 +213,13 @@ def _serve() -> None:
         except EOFError:
             return
         logging.getLogger("compactnet").setLevel(request.get("log_level", logging.WARNING))
+        lock = request.get("lock", True)
         try:
-            if request.get("lock", True):
-                from compactnet.runtimes import get_runner
-
-                get_runner(request["platform"])  # the runtime's libraries mapped, then locked in RAM
+            runner = get_runner(request["platform"])  # the runtime's libraries are mapped now
+            if lock:
                 lock_memory()
-            answer = ("ok", protocol.compare(request["models"], request["platform"], **request["kwargs"]))
-            if request.get("lock", True):
+            answer = ("ok", protocol.compare(request["models"], runner, **request["kwargs"]))
+            if lock:
                 lock_memory()  # what compiling mapped (OpenVINO's plugins) stays for the next request
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             try:

@@ -832,15 +832,32 @@ def compare(models: Sequence[Any], platform: Any, names: Sequence[str] | None = 
         log.warning("measurement on %s flagged: other processes kept %.2f CPU cores busy (limit %g); "
                     "do not publish these figures", runner.platform.key, load, max_load)
     times = times.reshape(len(models), instances, *times.shape[1:])
-    latencies = [summarise(t, estimator) for t in times]
     drift = default_drift(runner.platform, estimator) if drift_sd is None else float(drift_sd)
-    speedups = [widen(*bootstrap_ratio(times[0], t, n_boot=n_boot, seed=seed, level=level, estimator=estimator),
-                      drift, level) for t in times]
-    speedups[0] = (1.0, 1.0, 1.0)
+    latencies, speedups = figures(times, estimator, drift, n_boot=n_boot, seed=seed, level=level)
     return Comparison(runner.platform, tuple(names), tuple(latencies), tuple(speedups), float(load),
                       bool(is_busy), when, int(rounds), int(runs), int(warmup), int(seed), interleave,
                       float(level), float(max_load), loadavg_1min(), not export_notes, tuple(export_notes),
                       estimator, window_s, instances, drift, times if keep_times else None)
+
+
+def figures(times: np.ndarray, estimator: str, drift_sd: float, n_boot: int = 2000, seed: int = 0,
+            level: float = 0.95) -> tuple[tuple[Latency, ...], tuple[tuple[float, float, float], ...]]:
+    """Every model's latency and its speedup over the first, from the raw timings of a comparison.
+
+    Args:
+        times: Seconds, ``(models, instances, rounds, runs)``.
+        estimator: ``min`` or ``median`` (:func:`summarise`).
+        drift_sd: Between-comparison drift added to the intervals (:func:`widen`).
+        n_boot, seed, level: Of the bootstrap (:func:`bootstrap_ratio`).
+
+    Returns:
+        ``(latencies, speedups)``; the first model's speedup is ``(1, 1, 1)``.
+    """
+    latencies = tuple(summarise(t, estimator) for t in times)
+    speedups = [widen(*bootstrap_ratio(times[0], t, n_boot=n_boot, seed=seed, level=level, estimator=estimator),
+                      drift_sd, level) for t in times]
+    speedups[0] = (1.0, 1.0, 1.0)
+    return latencies, tuple(speedups)
 
 
 #: How often a measurement refused because the machine was busy is taken again, and the pauses (s)
@@ -932,6 +949,6 @@ def reached(comparison: Comparison, index: int | str, target: float) -> bool:
 
 __all__ = ["time_interleaved", "JobTimeout", "round_medians", "round_figures", "default_window", "ESTIMATORS",
            "DEFAULT_ESTIMATOR", "default_estimator", "set_default_estimator", "DRIFT_SD", "default_drift", "widen",
-           "WINDOW_S", "INSTANCES", "default_instances", "summarise", "bootstrap_ratio", "machine_load", "loadavg_1min",
+           "WINDOW_S", "INSTANCES", "default_instances", "summarise", "bootstrap_ratio", "figures", "machine_load", "loadavg_1min",
            "LoadMonitor", "Comparison", "compare", "measure", "reached", "onnx_versions", "MIN_ROUNDS", "MAX_LOAD",
            "PROTOCOL_OPSET", "PROTOCOL_MAX_IR"]

@@ -43,7 +43,7 @@ def pooled(comparisons: Sequence[Any], n_boot: int = 2000) -> Any:
     Raises:
         ConfigError: No comparisons, one without its timings, or comparisons that do not match.
     """
-    from compactnet.measure import bootstrap_ratio, summarise, widen
+    from compactnet.measure import figures
 
     comps = list(comparisons)
     if not comps:
@@ -58,11 +58,9 @@ def pooled(comparisons: Sequence[Any], n_boot: int = 2000) -> Any:
         raise bad_value("comparisons", "the same models, platform, estimator, rounds and runs",
                         [same(c) for c in comps])
     times = np.concatenate([c.times for c in comps], axis=1)  # (models, instances, rounds, runs)
-    latencies = tuple(summarise(t, first.estimator) for t in times)
-    speedups = [widen(*bootstrap_ratio(times[0], t, n_boot=n_boot, seed=first.seed, level=first.level,
-                                       estimator=first.estimator), first.drift_sd, first.level) for t in times]
-    speedups[0] = (1.0, 1.0, 1.0)
-    return replace(first, latencies=latencies, speedups=tuple(speedups), load=max(c.load for c in comps),
+    latencies, speedups = figures(times, first.estimator, first.drift_sd, n_boot=n_boot, seed=first.seed,
+                                  level=first.level)
+    return replace(first, latencies=latencies, speedups=speedups, load=max(c.load for c in comps),
                    busy=any(c.busy for c in comps), instances=int(times.shape[1]),
                    export_ok=all(c.export_ok for c in comps), times=times)
 
@@ -83,7 +81,7 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
         compare: The comparing function (default :func:`compactnet.isolated.compare_isolated`).
         keep: ``narrowest`` (default: the comparison with the narrowest interval) or ``pooled`` (all
             of them as one, :func:`pooled`).
-        **kwargs: Passed to ``compare`` (``keep_times`` is set; every repeat gets a new ``seed``).
+        **kwargs: Passed to ``compare`` (every repeat gets a new ``seed``; pooling sets ``keep_times``).
 
     Returns:
         The comparison kept (the single one when it was narrow enough).
@@ -98,13 +96,14 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
         from compactnet.isolated import compare_isolated as compare
     seed = int(kwargs.pop("seed", 0))
     keep_times = bool(kwargs.pop("keep_times", False))
-    comps = [compare(models, platform, seed=seed, keep_times=True, **kwargs)]
+    kwargs["keep_times"] = keep_times or keep == "pooled"  # the timings travel only when they are pooled
+    comps = [compare(models, platform, seed=seed, **kwargs)]
     result = comps[0]
     while max_width is not None and relative_width(result) > max_width and len(comps) <= max_repeats:
         log.info("interval %.1f%% wide (limit %.1f%%): measuring again (%d of at most %d more)",
                  100 * relative_width(result), 100 * max_width, len(comps), max_repeats)
         try:
-            comps.append(compare(models, platform, seed=seed + len(comps), keep_times=True, **kwargs))
+            comps.append(compare(models, platform, seed=seed + len(comps), **kwargs))
         except MeasurementError as exc:  # a refused repeat keeps what was measured
             log.warning("repeat refused (%s): keeping the %d comparison(s) taken", exc, len(comps))
             break

@@ -220,11 +220,10 @@ def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int]
     def measure(original: nn.Module, trimmed: nn.Module, target: float) -> Measured:
         from compactnet import measure as protocol
         from compactnet.export import export_onnx
-
-        files = [export_onnx(m, input_shape=input_shape).onnx_bytes for m in (original, trimmed)]
         from compactnet.isolated import compare_isolated
         from compactnet.sequential import compare_until
 
+        files = [export_onnx(m, input_shape=input_shape).onnx_bytes for m in (original, trimmed)]
         comp = compare_until(files, platform, max_width, max_repeats,
                              compare=compare_isolated if isolate else protocol.compare,
                              names=["original", "trimmed"], rounds=rounds, busy=busy)
@@ -644,10 +643,10 @@ class ProgressiveSearch:
         if m is None:
             log.warning("snapshot measurement refused (%s); trying again after the next iteration",
                         self._last_refusal)
-            return
+            return False
         if m.busy:
             log.warning("snapshot measurement flagged (busy machine): not used")
-            return
+            return False
         self._take_snapshots(m, rec["iteration"], rec["predicted_speedup"], rec["val_top1"])
         rec["snapshots"] = [d["tag"] for d in self.state.snapshots if d["iteration"] == rec["iteration"]]
         return False
@@ -697,6 +696,12 @@ class ProgressiveSearch:
         self.state.recalibrations.append({"spec": spec.to_dict(), "measured_ms": m.trimmed_ms,
                                           "original_ms": m.original_ms, "iteration": iteration})
 
+    def _target_ms(self, m: Measured) -> float:
+        """The latency the goal asks of the measured original, widened by the measurement's relative
+        width below its ratio so that the lower bound is what meets it."""
+        margin = m.speedup / m.low if m.low > 0 else 1.0
+        return m.original_ms / (self._goal * max(1.0, margin))
+
     def _replan(self, m: Measured, done: int) -> dict:
         """Rescale the sub-targets after iteration ``done`` so that they end at the target.
 
@@ -713,8 +718,7 @@ class ProgressiveSearch:
         st = self.state
         rest = st.deltas[done:]
         pred = float(self.latency.predict_many([self.current_spec()])[0])
-        margin = m.speedup / m.low if m.low > 0 else 1.0
-        target_ms = m.original_ms / (self._goal * max(1.0, margin))
+        target_ms = self._target_ms(m)
         cut, total, floor = max(pred - target_ms, 0.0), float(sum(rest)), 0.02 * pred
         new = [max(floor, d * cut / total if total > 0 else cut / len(rest)) for d in rest]
         st.deltas = st.deltas[:done] + new
@@ -804,8 +808,7 @@ class ProgressiveSearch:
                     self._recalibrate_on(m, st.iteration)
                 spec = self.current_spec()
                 pred = float(self.latency.predict_many([spec])[0])
-                margin = m.speedup / m.low if m.low > 0 else 1.0
-                target_ms = m.original_ms / (self._goal * max(1.0, margin))
+                target_ms = self._target_ms(m)
                 remaining = self.preset.extra_iterations - st.extra_done
                 delta = max(st.deltas[-1], (pred - target_ms) / remaining)
                 st.phase = "extra"
