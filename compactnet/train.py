@@ -46,6 +46,9 @@ class Recipe:
         augment: Random crop + flip.
         distill_alpha: Weight of the distillation loss when a teacher is given.
         distill_temperature: Softmax temperature of distillation.
+        max_grad_norm: Clip each step's gradient to this global L2 norm (None: no clipping). A single
+            batch can give a freshly trimmed network a gradient 70 times the usual one (norm 168 vs
+            about 2.4 on machine D); one such SGD step took a candidate from 73.0% to 40.7% top-1.
     """
 
     name: str = "default"
@@ -62,6 +65,7 @@ class Recipe:
     augment: bool = True
     distill_alpha: float = 0.5
     distill_temperature: float = 4.0
+    max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "rmsprop"):
@@ -70,6 +74,8 @@ class Recipe:
             raise bad_value("schedule", "'cosine', 'exp' or 'constant'", self.schedule)
         if self.epochs < 1 or self.batch_size < 1:
             raise bad_value("epochs/batch_size", "positive integers", (self.epochs, self.batch_size))
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise bad_value("max_grad_norm", "a positive norm or None", self.max_grad_norm)
 
 
 #: Recipes by name. ``paper-finetune`` and ``paper-retrain`` are Table 4 of the paper.
@@ -291,6 +297,8 @@ def train(model: nn.Module, train_split: Split, val_split: Split | None, recipe:
                     logits, t_logits, recipe.distill_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
             opt.step()
             total_loss += float(loss.detach()) * len(yb)
             seen += len(yb)

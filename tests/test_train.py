@@ -82,3 +82,29 @@ def test_memory_format_avoids_the_onednn_strided_1x1_crash():
     assert memory_format_for(wide) == torch.channels_last
     res = train(narrow, synthetic_split(64, 0), None, Recipe(epochs=1, batch_size=16, lr=0.01), progress=False)
     assert len(res.history) == 1 and narrow[2].weight.grad is not None
+
+
+def test_gradient_clipping_bounds_every_step(tiny_npz, monkeypatch):
+    """``max_grad_norm`` clips each step's global gradient norm before the optimiser sees it."""
+    ds = load_cifar10(tiny_npz)
+    seen = []
+    real_step = torch.optim.SGD.step
+
+    def step(self, *a, **k):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        seen.append(float(torch.norm(torch.stack([g.norm() for g in grads]))))
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    for clip in (None, 1e-3):
+        torch.manual_seed(0)
+        model = create_model("resnet20", TINY)
+        rec = get_recipe("default", epochs=1, batch_size=32, lr=0.05, max_grad_norm=clip)
+        train(model, ds.train, None, rec, seed=1, progress=False, max_steps=3)
+    unclipped, clipped = seen[:3], seen[3:]
+    assert min(unclipped) > 1e-2 and max(clipped) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_a_non_positive_clip_is_refused():
+    with pytest.raises(ConfigError, match="max_grad_norm"):
+        get_recipe("default", max_grad_norm=0.0)

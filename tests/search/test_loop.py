@@ -404,3 +404,34 @@ def test_a_winner_fine_tune_that_loses_too_much_is_undone(monkeypatch, tiny_data
 
     off = _search(tiny_data, dataclasses.replace(preset, winner_guard=None), aligned_latency).run()
     assert not off.trajectory[0]["finetune_undone"] and off.trajectory[0]["val_top1"] < rec["val_top1"]
+
+
+def test_the_search_fine_tunes_clip_outlier_gradients(monkeypatch):
+    import compactnet.train as train_mod
+    from compactnet.search import loop
+
+    got = []
+    monkeypatch.setattr(train_mod, "train", lambda model, split, val, recipe, **k: got.append(recipe))
+    loop.finetune(torch.nn.Linear(2, 2), None, 5, 8, 0.01, 0)
+    assert got[0].max_grad_norm == loop.FINETUNE_MAX_GRAD_NORM > 0
+
+
+def test_an_extra_iteration_cuts_no_more_than_the_measured_miss_needs(tiny_data, tiny_preset, aligned_latency):
+    from dataclasses import replace
+
+    s = _search(tiny_data, replace(tiny_preset, max_width=0.12), aligned_latency)
+    pred = float(s.latency.predict_many([s.current_spec()])[0])
+    s.state.deltas = [0.5 * pred]                      # a large last sub-target
+    o = pred * 1.2                                     # measured original: the current network at 1.2x
+    near = Measured(o, pred, 1.2, 1.17, 1.23, False)  # short of the 1.25x target
+    delta, target = s._extra_delta(near)
+    assert target == pytest.approx(o / (s._goal * 1.2 / 1.17))
+    assert delta == pytest.approx(pred - target) and delta < 0.5 * pred
+    # a disturbed, wide measurement plans with at most half of max_width of margin
+    wide = Measured(o, pred, 1.2, 0.9, 1.5, False)
+    assert s._extra_delta(wide)[1] == pytest.approx(o / (s._goal * 1.06))
+    # a large miss is spread over the extra iterations left, never below the last sub-target
+    s.state.deltas = [0.01 * pred]
+    far = Measured(pred, pred, 1.0, 0.99, 1.01, False)
+    delta, target = s._extra_delta(far)
+    assert delta == pytest.approx(max(0.02 * pred, (pred - target) / tiny_preset.extra_iterations))
