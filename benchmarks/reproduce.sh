@@ -6,7 +6,7 @@
 # killed run is simply started again. Outputs go to results/ (committed).
 #
 #   bash benchmarks/reproduce.sh [STEP ...]     steps: baseline repeatability context cost profile prior fit
-#                                               testset composition predictors search table5 zoo notebooks
+#                                               testset composition predictors search table5 zoo journey notebooks
 #
 # The baseline every search starts from and the zoo's "base" entry are the same weights: the bundled
 # compactnet/assets/mobilenetv2.cifar10.safetensors (with its card), or, when the optional "baseline"
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${RESULTS:-results}
 PLATFORMS=${PLATFORMS:-"ort-cpu-fp32-t1 openvino-cpu-fp32-t1 ncnn-cpu-fp32-t1"}
-STEPS=${*:-"repeatability context cost profile prior fit testset predictors table5 zoo notebooks"}
+STEPS=${*:-"repeatability context cost profile prior fit testset predictors table5 zoo journey notebooks"}
 # Measuring context of the layer samples. DESIGN asks for the network's cache state ("rotation");
 # on this machine the rotation loop's Figure-7 sums read 56-150% above the prefix networks while
 # "isolated" read 11% below on average (see results/profilers_bench.txt), so isolated samples plus a
@@ -192,6 +192,9 @@ PY
     echo "zoo: not published: ${failed[*]}" >&2
     exit 1
   fi
+fi
+if has journey; then   # issue 16: every runtime and budget: zoo best, pull, top-1 re-evaluated, speedup re-measured
+  python benchmarks/zoo_journey.py --platforms "${PLATFORMS// /,}" --latency --out "$R/zoo-journey.md"
 fi
 if has notebooks; then  # issue 17: the journey notebooks run once in their full setting, outputs kept
   python benchmarks/run_notebooks.py

@@ -16,6 +16,7 @@ measured on machine D, pooling a disturbed repeat into a 15%-wide comparison wid
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
@@ -69,7 +70,8 @@ KEEP = ("narrowest", "pooled")
 
 
 def compare_until(models: Sequence[Any], platform: Any, max_width: float | None = None, max_repeats: int = 2,
-                  compare: Callable[..., Any] | None = None, keep: str = "narrowest", **kwargs: Any) -> Any:
+                  compare: Callable[..., Any] | None = None, keep: str = "narrowest", pause_s: float = 0.0,
+                  **kwargs: Any) -> Any:
     """Compare ``models`` by the protocol; while the interval is wider than ``max_width``, measure again.
 
     Args:
@@ -81,6 +83,9 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
         compare: The comparing function (default :func:`compactnet.isolated.compare_isolated`).
         keep: ``narrowest`` (default: the comparison with the narrowest interval) or ``pooled`` (all
             of them as one, :func:`pooled`).
+        pause_s: Seconds to wait before the k-th repeat, times k: a slow stretch of the machine lasts
+            seconds, and a repeat taken straight after a disturbed comparison often falls into the
+            same stretch (DESIGN: a disturbed measurement is retried *later*).
         **kwargs: Passed to ``compare`` (every repeat gets a new ``seed``; pooling sets ``keep_times``).
 
     Returns:
@@ -92,6 +97,8 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
         raise bad_value("max_repeats", "a non-negative number of comparisons", max_repeats)
     if keep not in KEEP:
         raise bad_value("keep", "one of " + ", ".join(KEEP), keep)
+    if isinstance(pause_s, bool) or not isinstance(pause_s, (int, float)) or not 0 <= pause_s < 600:
+        raise bad_value("pause_s", "seconds between 0 and 600", pause_s)
     if compare is None:
         from compactnet.isolated import compare_isolated as compare
     seed = int(kwargs.pop("seed", 0))
@@ -102,6 +109,8 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
     while max_width is not None and relative_width(result) > max_width and len(comps) <= max_repeats:
         log.info("interval %.1f%% wide (limit %.1f%%): measuring again (%d of at most %d more)",
                  100 * relative_width(result), 100 * max_width, len(comps), max_repeats)
+        if pause_s:
+            time.sleep(pause_s * len(comps))
         try:
             comps.append(compare(models, platform, seed=seed + len(comps), **kwargs))
         except MeasurementError as exc:  # a refused repeat keeps what was measured

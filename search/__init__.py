@@ -4,7 +4,9 @@
 - :mod:`~compactnet.search.importance`: which channels to keep (l2, group-l2, random, taylor).
 - :mod:`~compactnet.search.latency`: the ``LatencyModel`` protocol the loop consumes.
 - :mod:`~compactnet.search.schedule`: Eq. 1-2 sub-targets, Table-3 settings, presets, width choice.
-- :mod:`~compactnet.search.loop`: the iterations, candidate scoring, stop-on-measured, checkpoints.
+- :mod:`~compactnet.search.loop`: the iterations, stop-on-measured, re-planning, checkpoints.
+- :mod:`~compactnet.search.scoring`: candidate scoring (subsets, short fine-tunes, batch-norm recalibration).
+- :mod:`~compactnet.search.measuring`: original vs trimmed measured by the protocol (``Measured``).
 - :mod:`~compactnet.search.snapshots`: networks saved as measured speedups cross thresholds.
 - :mod:`~compactnet.search.baselines`: uniform width scaling and the extra-training control beside a result.
 - :mod:`~compactnet.search.optimize`: :func:`optimize`, the whole stage for the CLI.

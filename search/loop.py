@@ -76,174 +76,14 @@ from compactnet.search._io import atomic_write_json
 from compactnet.search.groups import GroupPruner, config_from_model
 from compactnet.search.importance import Importance, get_importance, keep_indices
 from compactnet.search.latency import LatencyModel, as_latency_model, predict_configs
+from compactnet.search.measuring import Measured, MeasureFn, protocol_measure
 from compactnet.search.schedule import Preset, choose_width, solve_t_init, sub_targets
+from compactnet.search.scoring import FINETUNE_MAX_GRAD_NORM, finetune, recalibrate_bn, score_candidate, subset
 from compactnet.spec import NetworkSpec
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-
-
-# ----- small training helpers ---------------------------------------------------------------------
-def subset(split: Split, n: int | None, seed: int) -> Split:
-    """A seeded random subset of ``n`` images (the whole split when ``n`` is None or larger).
-
-    The stored splits are ordered by class (the packed copy is sorted), so a prefix is not a sample.
-    """
-    if n is None or n >= len(split):
-        return split
-    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
-    return Split(split.images[idx], split.labels[idx])
-
-
-def recalibrate_bn(model: nn.Module, split: Split, batches: int, batch_size: int = 128, seed: int = 0) -> None:
-    """Re-estimate every batch-norm's running statistics from ``batches`` training batches."""
-    from compactnet.train import batches as iterate
-
-    if batches <= 0:
-        return
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    was = model.training
-    model.train()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for k, (xb, _yb) in enumerate(iterate(split, batch_size, True, gen, False)):
-            if k >= batches:
-                break
-            model(xb)
-    for m, mom in zip(bns, momenta):
-        m.momentum = mom
-    model.train(was)
-
-
-#: Gradient-norm clip of the search's short fine-tunes: about twice the usual norm of a trimmed
-#: MobileNetV2's distilled fine-tune (median 2.3 on machine D), so only outlier batches are clipped.
-#: Unclipped, one batch (norm 168) took the first winner of D's searches from 73.0% to 40.7%; clipped
-#: at 5, the same 60 steps ended at 71.9% (results/machine-d/logs/collapse.txt).
-FINETUNE_MAX_GRAD_NORM = 5.0
-
-
-def finetune(model: nn.Module, split: Split, steps: int, batch_size: int, lr: float, seed: int,
-             teacher: nn.Module | None = None) -> None:
-    """``steps`` SGD steps (momentum 0.9, constant rate, augmentation, gradient norm clipped at
-    :data:`FINETUNE_MAX_GRAD_NORM`) through :func:`compactnet.train.train`."""
-    from compactnet.train import Recipe, train
-
-    if steps <= 0:
-        return
-    quiet = logging.getLogger("compactnet.train")
-    level = quiet.level
-    quiet.setLevel(max(level, logging.WARNING))  # one "epoch 1/1" line per candidate is noise
-    recipe = Recipe("search-finetune", "sgd", lr=lr, epochs=1, batch_size=batch_size, momentum=0.9,
-                    weight_decay=4e-5, schedule="constant", warmup_epochs=0.0, label_smoothing=0.0, augment=True,
-                    max_grad_norm=FINETUNE_MAX_GRAD_NORM)
-    try:
-        train(model, split, None, recipe, seed=seed, teacher=teacher, max_steps=steps, progress=False)
-    finally:
-        quiet.setLevel(level)
-
-
-def score_candidate(model: nn.Module, mode: str, keeps: Mapping[str, Sequence[int]], train_split: Split,
-                    val_split: Split, steps: int, batch_size: int, lr: float, bn_batches: int, seed: int,
-                    threads: int | None = None, input_shape: Sequence[int] = (1, 3, 32, 32)) -> dict:
-    """Trim a copy of ``model``, fine-tune it briefly, recalibrate batch-norm, score it on ``val_split``.
-
-    Module-level and picklable: what joblib workers (local or on a cluster) run.
-
-    Returns:
-        ``{"val_top1", "seconds", "state"}`` (state: the candidate's weights, CPU tensors).
-    """
-    from compactnet.train import evaluate
-
-    t0 = time.perf_counter()
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        m = copy.deepcopy(model)
-        GroupPruner(m, mode, example_input=torch.zeros(tuple(input_shape))).apply(keeps)
-        finetune(m, train_split, steps, batch_size, lr, seed)
-        recalibrate_bn(m, train_split, bn_batches, seed=seed)
-        acc = evaluate(m, val_split)
-        state = {k: v.detach().clone() for k, v in m.state_dict().items()}
-    finally:
-        torch.set_num_threads(old_threads)
-    return {"val_top1": acc, "seconds": time.perf_counter() - t0, "state": state}
-
-
-# ----- measurement --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Measured:
-    """Original vs trimmed, measured by the protocol.
-
-    Attributes:
-        original_ms: Original network's latency (the protocol's estimator).
-        trimmed_ms: Trimmed network's latency.
-        speedup: original / trimmed.
-        low: Lower end of the speedup's 95% bootstrap interval.
-        high: Upper end.
-        reached: The interval's lower bound reaches the target.
-        detail: Whatever else the measurement reported (load, platform, rounds).
-        busy: Taken while other processes kept the machine busy (kept by ``busy="flag"``/``"ignore"``):
-            the search records it but never recalibrates or stops on it.
-    """
-
-    original_ms: float
-    trimmed_ms: float
-    speedup: float
-    low: float
-    high: float
-    reached: bool
-    detail: dict = field(default_factory=dict)
-    busy: bool = False
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return asdict(self)
-
-
-MeasureFn = Callable[[nn.Module, nn.Module, float], Measured]
-
-
-def protocol_measure(platform: Any, rounds: int = 10, input_shape: Sequence[int] = (1, 3, 32, 32),
-                     busy: str = "refuse", isolate: bool = True, max_width: float | None = None,
-                     max_repeats: int = 2) -> MeasureFn:
-    """A measuring function comparing two models by DESIGN's protocol on ``platform``.
-
-    Both models are exported the same way (:func:`compactnet.export.export_onnx`) and timed
-    interleaved (:func:`compactnet.measure.compare`), by default in the measuring worker process
-    (:func:`compactnet.isolated.compare_isolated`): measured inside the training process, the same
-    two networks spread about ±10% from one comparison to the next.
-
-    Args:
-        isolate: Measure in the worker process (real local runtimes); False measures in this process.
-        max_width: Widest 95% interval relative to the speedup; a wider comparison is measured
-            again and the narrowest kept (:func:`compactnet.sequential.compare_until`); None: one
-            comparison.
-        max_repeats: At most this many repeats per measurement.
-    """
-    def measure(original: nn.Module, trimmed: nn.Module, target: float) -> Measured:
-        from compactnet import measure as protocol
-        from compactnet.export import export_onnx
-        from compactnet.isolated import compare_isolated
-        from compactnet.sequential import compare_until
-
-        files = [export_onnx(m, input_shape=input_shape).onnx_bytes for m in (original, trimmed)]
-        comp = compare_until(files, platform, max_width, max_repeats,
-                             compare=compare_isolated if isolate else protocol.compare,
-                             names=["original", "trimmed"], rounds=rounds, busy=busy)
-        lat = [getattr(l, "value_ms", l) for l in comp.latencies]
-        ratio, low, high = comp.speedups[1]
-        reached = bool(protocol.reached(comp, 1, target))
-        detail = comp.to_dict() if hasattr(comp, "to_dict") else {}
-        return Measured(float(lat[0]), float(lat[1]), float(ratio), float(low), float(high), reached, detail,
-                        bool(getattr(comp, "busy", False)))
-
-    return measure
 
 
 # ----- state --------------------------------------------------------------------------------------
@@ -500,8 +340,6 @@ class ProgressiveSearch:
     def step(self, delta: float, phase: str) -> dict | None:
         """One iteration with sub-target ``delta`` ms; returns its trajectory record (None: nothing fits)."""
         from joblib import Parallel, delayed
-
-        from compactnet.train import evaluate
 
         t0 = time.perf_counter()
         i = self.state.iteration + 1
@@ -776,84 +614,12 @@ class ProgressiveSearch:
         st = self.state
         total = st.iterations + (self.preset.extra_iterations if self.measure_fn else 0)
         bar = progress_bar(total=total, initial=st.iteration, desc="trimming", unit="it", disable=not self.progress)
-        halted = False
         try:
-            while st.phase == "schedule" and st.iteration < st.iterations:
-                delta = st.deltas[st.iteration]
-                rec = self.step(delta, "schedule")
-                if rec is None:
-                    st.stop_reason = (f"iteration {st.iteration + 1}: every group is at its lower bound or "
-                                      "cannot get faster")
-                    log.warning("%s", st.stop_reason)
-                    st.phase = "measure"
-                    self._save()
-                    break
-                met = self._track(rec) if self._tracking else self._snapshot_check(rec)
-                if met:  # saved with the iteration: a resumed search does not trim past a met target
-                    st.phase = "measure"
-                    if st.iteration + 1 < st.iterations:
-                        st.stop_reason = (f"target met as measured after iteration {st.iteration + 1} of "
-                                          f"{st.iterations} (tracking): the schedule stops early")
-                        log.info("%s", st.stop_reason)
-                self._finish_iteration(rec)
-                bar.update(1)
-                bar.set_postfix(pred=f"{rec['predicted_ms']:.3f}ms", x=f"{rec['predicted_speedup']:.2f}",
-                                val=f"{rec['val_top1']:.1f}%",
-                                **({"measured": f"{rec['measured_speedup'][0]:.2f}x"} if "measured_speedup" in rec
-                                   else {}))
+            self._run_schedule(bar)
             if st.phase == "schedule":
                 st.phase = "measure"
                 self._save()
-            while st.phase in ("measure", "extra"):
-                if self.measure_fn is None:
-                    st.phase = "done"
-                    break
-                tracked = self._tracked if self._tracked is not None and self._tracked[0] == st.iteration else None
-                self._tracked = None
-                m = tracked[1] if tracked is not None else self._measure(self._goal, st.iteration)
-                if m is None:
-                    st.stop_reason = (f"measurement refused ({self._last_refusal}); stopped on the predicted "
-                                      "latency")
-                    log.warning("%s; run again on a quiet machine to measure and continue", st.stop_reason)
-                    halted = True
-                    break
-                if m.busy:
-                    st.stop_reason = (f"measurement flagged: taken on a busy machine (speedup {m.speedup:.2f}x "
-                                      f"[{m.low:.2f}, {m.high:.2f}], not used); stopped on the predicted latency")
-                    log.warning("%s; run again on a quiet machine to measure and continue", st.stop_reason)
-                    halted = True
-                    break
-                if st.stop_reason.startswith(self._HALTS):     # an earlier run's refusal is history now
-                    st.stop_reason = ""
-                log.info("measured speedup %.2fx [%.2f, %.2f] (target %.2fx) after %d iterations", m.speedup, m.low,
-                         m.high, st.t_final, st.iteration)
-                last = st.trajectory[-1] if st.trajectory else {}
-                self._take_snapshots(m, st.iteration, last.get("predicted_speedup", 1.0), last.get("val_top1"))
-                if m.reached:
-                    st.phase = "done"
-                    break
-                if st.extra_done >= self.preset.extra_iterations:
-                    goal = (f"{st.t_final:.2f}x" if self._goal == st.t_final
-                            else f"{self._goal:.2f}x (target {st.t_final:.2f}x + stop margin)")
-                    st.stop_reason = (f"measured speedup {m.speedup:.2f}x (lower bound {m.low:.2f}) misses "
-                                      f"{goal} after {st.extra_done} extra iteration(s)")
-                    log.warning("%s", st.stop_reason)
-                    st.phase = "done"
-                    break
-                if tracked is None or not tracked[2]:  # a tracking miss of this network recalibrated already
-                    self._recalibrate_on(m, st.iteration)
-                delta, target_ms = self._extra_delta(m)
-                st.phase = "extra"
-                rec = self.step(delta, "extra")
-                if rec is None:
-                    st.stop_reason = "extra iteration: every group is at its lower bound or cannot get faster"
-                    log.warning("%s", st.stop_reason)
-                    st.phase = "done"
-                    break
-                st.extra_done += 1
-                rec["target_ms"] = target_ms
-                self._finish_iteration(rec)
-                bar.update(1)
+            halted = self._run_measuring(bar)
             if not halted:
                 st.phase = "done"
             self._save()
@@ -861,6 +627,94 @@ class ProgressiveSearch:
             bar.close()
         return st
 
+    def _run_schedule(self, bar: Any) -> None:
+        """The schedule's iterations (tracked when ``Preset.track``), until done or met as measured."""
+        st = self.state
+        while st.phase == "schedule" and st.iteration < st.iterations:
+            rec = self.step(st.deltas[st.iteration], "schedule")
+            if rec is None:
+                st.stop_reason = (f"iteration {st.iteration + 1}: every group is at its lower bound or "
+                                  "cannot get faster")
+                log.warning("%s", st.stop_reason)
+                st.phase = "measure"
+                self._save()
+                return
+            met = self._track(rec) if self._tracking else self._snapshot_check(rec)
+            if met:  # saved with the iteration: a resumed search does not trim past a met target
+                st.phase = "measure"
+                if st.iteration + 1 < st.iterations:
+                    st.stop_reason = (f"target met as measured after iteration {st.iteration + 1} of "
+                                      f"{st.iterations} (tracking): the schedule stops early")
+                    log.info("%s", st.stop_reason)
+            self._finish_iteration(rec)
+            bar.update(1)
+            bar.set_postfix(pred=f"{rec['predicted_ms']:.3f}ms", x=f"{rec['predicted_speedup']:.2f}",
+                            val=f"{rec['val_top1']:.1f}%",
+                            **({"measured": f"{rec['measured_speedup'][0]:.2f}x"} if "measured_speedup" in rec
+                               else {}))
+
+    def _halt(self, m: Measured | None) -> bool:
+        """Record why a refused (None) or busy measurement stops the search; False when it can be used."""
+        st = self.state
+        if m is None:
+            st.stop_reason = f"measurement refused ({self._last_refusal}); stopped on the predicted latency"
+        elif m.busy:
+            st.stop_reason = (f"measurement flagged: taken on a busy machine (speedup {m.speedup:.2f}x "
+                              f"[{m.low:.2f}, {m.high:.2f}], not used); stopped on the predicted latency")
+        else:
+            return False
+        log.warning("%s; run again on a quiet machine to measure and continue", st.stop_reason)
+        return True
+
+    def _run_measuring(self, bar: Any) -> bool:
+        """Measure; on a miss, extra iterations until the target holds or they run out.
+
+        Returns:
+            True when a refused or busy measurement halted the search (it stays resumable).
+        """
+        st = self.state
+        while st.phase in ("measure", "extra"):
+            if self.measure_fn is None:
+                st.phase = "done"
+                return False
+            tracked = self._tracked if self._tracked is not None and self._tracked[0] == st.iteration else None
+            self._tracked = None
+            m = tracked[1] if tracked is not None else self._measure(self._goal, st.iteration)
+            if self._halt(m):
+                return True
+            if st.stop_reason.startswith(self._HALTS):     # an earlier run's refusal is history now
+                st.stop_reason = ""
+            log.info("measured speedup %.2fx [%.2f, %.2f] (target %.2fx) after %d iterations", m.speedup, m.low,
+                     m.high, st.t_final, st.iteration)
+            last = st.trajectory[-1] if st.trajectory else {}
+            self._take_snapshots(m, st.iteration, last.get("predicted_speedup", 1.0), last.get("val_top1"))
+            if m.reached:
+                st.phase = "done"
+                return False
+            if st.extra_done >= self.preset.extra_iterations:
+                goal = (f"{st.t_final:.2f}x" if self._goal == st.t_final
+                        else f"{self._goal:.2f}x (target {st.t_final:.2f}x + stop margin)")
+                st.stop_reason = (f"measured speedup {m.speedup:.2f}x (lower bound {m.low:.2f}) misses "
+                                  f"{goal} after {st.extra_done} extra iteration(s)")
+                log.warning("%s", st.stop_reason)
+                st.phase = "done"
+                return False
+            if tracked is None or not tracked[2]:  # a tracking miss of this network recalibrated already
+                self._recalibrate_on(m, st.iteration)
+            delta, target_ms = self._extra_delta(m)
+            st.phase = "extra"
+            rec = self.step(delta, "extra")
+            if rec is None:
+                st.stop_reason = "extra iteration: every group is at its lower bound or cannot get faster"
+                log.warning("%s", st.stop_reason)
+                st.phase = "done"
+                return False
+            st.extra_done += 1
+            rec["target_ms"] = target_ms
+            self._finish_iteration(rec)
+            bar.update(1)
+        return False
+
 
 __all__ = ["ProgressiveSearch", "SearchState", "Measured", "MeasureFn", "protocol_measure", "score_candidate",
-           "finetune", "recalibrate_bn", "subset"]
+           "finetune", "recalibrate_bn", "subset", "FINETUNE_MAX_GRAD_NORM"]

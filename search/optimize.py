@@ -311,7 +311,8 @@ def _prepare(model_name: str, weights: Any, platform: Any, predictor: Any, pre: 
     ds = _load_data(data)
     latency = _load_predictor(predictor, plat)
     measure_fn = protocol_measure(plat, rounds=pre.rounds, input_shape=entry.input_shape, busy=busy,
-                                  max_width=pre.max_width, max_repeats=pre.max_repeats) if measure else None
+                                  max_width=pre.max_width, max_repeats=pre.max_repeats,
+                                  repeat_pause_s=pre.repeat_pause_s) if measure else None
     run = _Run(entry, plat, pre, out, model, original, ds, latency, measure_fn, repeats, busy, seed, progress, t0)
     run.timings["load_s"] = time.perf_counter() - t0
     return run

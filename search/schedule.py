@@ -146,6 +146,9 @@ class Preset:
             fell into a slow stretch of the machine read [1.24, 1.88] for a network a quiet one reads
             1.56x: the loop could not stop on them and overshot.
         max_repeats: At most this many comparisons more per measurement.
+        repeat_pause_s: Seconds to wait before the k-th repeat, times k. On machine D (session 9)
+            slow stretches came back to back: repeats taken at once stayed 25-35% wide three times
+            in a row, and a final comparison was decided on a 25%-wide interval.
         winner_guard: Points of validation top-1 the winner's fine-tune may lose against the
             candidate's own score before it is undone (the candidate's weights kept; None: never
             undone). A 60-step fine-tune once took a candidate from 73.0% to 40.7% on machine D and
@@ -174,6 +177,7 @@ class Preset:
     stop_margin: float = 0.0
     max_width: float | None = 0.12
     max_repeats: int = 2
+    repeat_pause_s: float = 5.0
     winner_guard: float | None = 2.0
 
     def schedule(self, t_final: float) -> tuple[int, float]:

@@ -92,3 +92,18 @@ def test_compare_until_checks_its_arguments():
         compare_until([BIG], "synthetic-cpu-fp32-t1", max_width=0.1, max_repeats=-1)
     with pytest.raises(ConfigError, match="keep"):
         compare_until([BIG], "synthetic-cpu-fp32-t1", max_width=0.1, keep="mean")
+    with pytest.raises(ConfigError, match="pause_s"):
+        compare_until([BIG], "synthetic-cpu-fp32-t1", max_width=0.1, pause_s=-1)
+
+
+def test_repeats_wait_longer_each_time(monkeypatch):
+    import compactnet.sequential as seq
+
+    slept = []
+    monkeypatch.setattr(seq.time, "sleep", slept.append)
+    fn = _Scripted([0.5, 0.4, 0.3])
+    compare_until([BIG, SMALL], "synthetic-cpu-fp32-t1", max_width=0.1, max_repeats=2, compare=fn, pause_s=5.0)
+    assert fn.seeds == [0, 1, 2] and slept == [5.0, 10.0]
+    slept.clear()
+    compare_until([BIG, SMALL], "synthetic-cpu-fp32-t1", max_width=0.9, compare=_Scripted([0.5]), pause_s=5.0)
+    assert slept == []                                          # a narrow first comparison never waits
