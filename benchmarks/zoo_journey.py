@@ -54,15 +54,6 @@ def _floats(text: str, what: str) -> list[float]:
         raise SystemExit(f"--{what}: comma-separated numbers, e.g. 1.5,1.8 (got {text!r})") from None
 
 
-def _evaluate(files, test) -> float:
-    from compactnet.models import create_model, load_weights
-    from compactnet.train import evaluate
-
-    model = create_model(files.entry.architecture, str(files.channels))
-    load_weights(model, files.weights)
-    return float(evaluate(model.eval(), test))
-
-
 def _speedup(index, files, platform: str, cache: Path) -> dict | None:
     """The pulled entry vs the zoo's untrimmed entry, measured side by side (None: no base entry)."""
     from compactnet.measure import compare
@@ -71,7 +62,7 @@ def _speedup(index, files, platform: str, cache: Path) -> dict | None:
 
     base_name = make_name(files.entry.architecture, files.entry.dataset, platform)
     try:
-        base = pull(base_name, index.source or None, cache, progress=False, hardware=files.entry.hardware)
+        base = pull(base_name, index.source, cache, progress=False, hardware=files.entry.hardware)
     except Exception as exc:  # noqa: BLE001 - reported in the row, the journey goes on
         log.warning("no base entry to compare with (%s)", exc)
         return None
@@ -84,7 +75,8 @@ def journey(args: argparse.Namespace) -> list[dict]:
     """One row per (platform, budget)."""
     from compactnet.data import load_cifar10
     from compactnet.spec import hardware_id
-    from compactnet.zoo import best, fetch_index, pull
+    from compactnet.train import evaluate
+    from compactnet.zoo import best, fetch_index, load
 
     hw = args.hardware or hardware_id()
     test = load_cifar10(args.data).test
@@ -100,10 +92,13 @@ def journey(args: argparse.Namespace) -> list[dict]:
                 if sel.entry is None:
                     continue
                 c = sel.chosen
-                files = pull(sel.entry.name, args.index, cache, progress=False, hardware=sel.entry.hardware)
+                # what a user's `zoo pull` + load does: hashes checked, the ONNX file checked against
+                # the entry, the torch model built from the weights
+                files = load(sel.entry.name, args.index, cache, progress=False, build_model=True,
+                             hardware=sel.entry.hardware)
                 row.update(entry=sel.entry.name, hardware=sel.entry.hardware, local=sel.entry.hardware == hw,
                            predicted=sel.predicted, claimed_top1=c.top1, card_speedup=c.speedup,
-                           card_speedup_low=c.speedup_low, top1=_evaluate(files, test))
+                           card_speedup_low=c.speedup_low, top1=float(evaluate(files.model, test)))
                 if args.latency:
                     row["measured"] = _speedup(index, files, platform, cache)
                 log.info("%s at %.2fx: %s", platform, s, row)

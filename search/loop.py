@@ -84,6 +84,9 @@ from compactnet.spec import NetworkSpec
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+#: The smallest cut a re-planned or extra iteration asks, as a fraction of the current latency: a
+#: network the recalibrated model calls fast enough while the measurement disagrees still moves.
+MIN_STEP_FRACTION = 0.02
 
 
 # ----- state --------------------------------------------------------------------------------------
@@ -574,7 +577,7 @@ class ProgressiveSearch:
         need = pred - target_ms
         left = max(1, self.preset.extra_iterations - self.state.extra_done)
         step = min(need, max(self.state.deltas[-1], need / left)) if self.state.deltas else need
-        return max(0.02 * pred, step), target_ms
+        return max(MIN_STEP_FRACTION * pred, step), target_ms
 
     def _replan(self, m: Measured, done: int) -> dict:
         """Rescale the sub-targets after iteration ``done`` so that they end at the target.
@@ -593,7 +596,7 @@ class ProgressiveSearch:
         rest = st.deltas[done:]
         pred = float(self.latency.predict_many([self.current_spec()])[0])
         target_ms = self._target_ms(m)
-        cut, total, floor = max(pred - target_ms, 0.0), float(sum(rest)), 0.02 * pred
+        cut, total, floor = max(pred - target_ms, 0.0), float(sum(rest)), MIN_STEP_FRACTION * pred
         new = [max(floor, d * cut / total if total > 0 else cut / len(rest)) for d in rest]
         st.deltas = st.deltas[:done] + new
         if new:

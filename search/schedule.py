@@ -152,7 +152,9 @@ class Preset:
         winner_guard: Points of validation top-1 the winner's fine-tune may lose against the
             candidate's own score before it is undone (the candidate's weights kept; None: never
             undone). A 60-step fine-tune once took a candidate from 73.0% to 40.7% on machine D and
-            the search never recovered (68.39% after the final retrain at 1.8x).
+            the search never recovered (68.39% after the final retrain at 1.8x); the cause, one
+            outlier gradient, is clipped now (:data:`compactnet.search.scoring.FINETUNE_MAX_GRAD_NORM`)
+            and the guard stays as a backstop.
     """
 
     name: str
