@@ -691,7 +691,7 @@ def predict(onnx_file, platform_key, model_name, channels, predictor_path, as_js
                    "the sharing's 99% accuracy tolerance allows).")
 @click.option("--auto-fit/--no-auto-fit", default=True, show_default=True,
               help="With no --predictor and no saved predictor for the platform: profile it once first (1,500 "
-                   "layer samples and 60 whole networks, a few minutes on onnxruntime), fit and calibrate.")
+                   "layer samples and 100 whole networks, a few minutes on onnxruntime), fit and calibrate.")
 @ESTIMATOR_OPT
 def optimize(model_name, weights, channels, platform_key, speedup, latency_ms, predictor_path, flops_proxy, preset,
              mode, importance, out_dir, data, n_jobs, seed, measure, busy, iterations, retrain, distill, snapshots,

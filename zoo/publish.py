@@ -90,24 +90,40 @@ LatencyFn = Callable[[Path, "Path | None", str], LatencyResult]
 AccuracyFn = Callable[[Any], AccuracyResult]
 
 
-def protocol_latency(rounds: int = 10, **kwargs: Any) -> LatencyFn:
-    """The default latency measurer: :func:`compactnet.measure.compare`, baseline first.
+def protocol_latency(rounds: int = 10, max_width: float | None = 0.12, max_repeats: int = 2,
+                     pause_s: float = 5.0, isolated: bool = True, **kwargs: Any) -> LatencyFn:
+    """The default latency measurer: the search's protocol comparison, baseline first.
+
+    The same measurement a search's final decision takes (:func:`compactnet.sequential.compare_until`
+    over :func:`compactnet.isolated.compare_isolated`): timed in the memory-locked measuring worker, and
+    a comparison whose 95% interval is wider than ``max_width`` (disturbed by a slow stretch of the
+    machine) measured again ``pause_s`` x k seconds later, the narrowest kept. On machine D a single
+    in-process comparison read [1.27, ...] for a network its search had measured at 1.66x
+    [1.61, 1.71] minutes before, and the entry was refused.
 
     A comparison taken on a busy machine is refused (``compare`` raises by default; a flagged one
     is refused here): zoo figures are never taken under load.
 
     Args:
         rounds: Interleaved rounds (the protocol needs at least 7).
+        max_width: Widest acceptable interval relative to the speedup (None: one comparison).
+        max_repeats: At most this many comparisons more.
+        pause_s: Seconds before the k-th repeat, times k.
+        isolated: Time in the measuring worker process (False: in this process).
         **kwargs: Passed to ``compare`` (``runs``, ``warmup``, ``busy``, ``max_load``, ...).
     """
 
     def run(candidate: Path, baseline: Path | None, platform: str) -> LatencyResult:
         from compactnet.errors import MeasurementError
+        from compactnet.isolated import compare_isolated
         from compactnet.measure import compare
+        from compactnet.sequential import compare_until
 
         models = [str(candidate)] if baseline is None else [str(baseline), str(candidate)]
         names = ["candidate"] if baseline is None else ["baseline", "candidate"]
-        comp = compare(models, platform, names=names, rounds=rounds, **kwargs)
+        comp = compare_until(models, platform, max_width=max_width if baseline is not None else None,
+                             max_repeats=max_repeats, compare=compare_isolated if isolated else compare,
+                             pause_s=pause_s, names=names, rounds=rounds, **kwargs)
         if comp.busy or not comp.protocol_ok:
             raise MeasurementError(f"the latency measurement on {platform} does not meet the protocol (busy={comp.busy}, "
                                    f"rounds={comp.rounds}); not publishing it: measure on an idle machine")

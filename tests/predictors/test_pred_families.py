@@ -36,8 +36,10 @@ def test_specs_at_their_input_size():
 def test_calibration_set_puts_the_model_first():
     ts = calibration_set(30, "resnet20")
     ids = [n.id for n in ts.networks]
-    assert ids[0] == "resnet20-untrimmed" and sum(i.startswith("resnet20-trim") for i in ids) == 9
+    # a fifth of the set: the untrimmed model and 5 trims, the rest drawn from the families
+    assert ids[0] == "resnet20-untrimmed" and sum(i.startswith("resnet20-trim") for i in ids) == 5
     assert len(ids) == 30 == len(set(ids))
+    assert len({n.id for n in calibration_set(100, "mobilenetv2").networks}) == 100
     with pytest.raises(ConfigError, match="networks"):
         calibration_set(5)
     with pytest.raises(ConfigError):

@@ -295,3 +295,33 @@ def test_the_same_name_from_two_hardwares_keeps_both_and_stores_shared_bytes_onc
     prov = index.get(a.name, "CPU A").provenance
     assert prov.publish_command == "compactnet zoo publish results/x --index=zoo/index.json"
     assert prov.source == "outside-repo:search-out" and str(tmp_path) not in json.dumps(index.to_dict())
+
+
+def test_protocol_latency_repeats_a_disturbed_comparison(tmp_path, monkeypatch):
+    """A comparison wider than max_width is measured again (after a pause) and the narrowest kept."""
+    from types import SimpleNamespace
+
+    import compactnet.measure as measure
+    import compactnet.sequential as sequential
+
+    calls, sleeps = [], []
+
+    def fake_compare(models, platform, seed=0, **kw):
+        calls.append((tuple(models), kw["names"], kw["rounds"]))
+        low = 1.27 if len(calls) == 1 else 1.61  # the first one fell into a slow stretch
+        return SimpleNamespace(speedups=[(1.0, 1.0, 1.0), (1.66, low, 1.71)], busy=False, protocol_ok=True,
+                               rounds=kw["rounds"], platform="p", load=0.0, when="t", times=None,
+                               speedup=lambda name, low=low: (1.66, low, 1.71), latency=lambda name: None)
+
+    monkeypatch.setattr(measure, "compare", fake_compare)
+    monkeypatch.setattr(sequential.time, "sleep", sleeps.append)
+    run = protocol_latency(rounds=9, isolated=False, pause_s=5.0)
+    res = run(tmp_path / "cand.onnx", tmp_path / "base.onnx", PLATFORM)
+    assert len(calls) == 2 and sleeps == [5.0]
+    assert calls[0][1] == ["baseline", "candidate"] and calls[0][2] == 9
+    assert (res.speedup, res.speedup_low, res.speedup_high) == (1.66, 1.61, 1.71)
+    # one comparison when the interval is narrow enough, or for a baseline timed alone
+    calls.clear()
+    protocol_latency(isolated=False, max_width=0.5)(tmp_path / "c.onnx", tmp_path / "b.onnx", PLATFORM)
+    protocol_latency(isolated=False)(tmp_path / "c.onnx", None, PLATFORM)
+    assert len(calls) == 2
