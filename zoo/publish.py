@@ -136,6 +136,22 @@ def protocol_latency(rounds: int = 10, max_width: float | None = 0.12, max_repea
     return run
 
 
+def _check_not_worse(old: ZooEntry, top1: float) -> None:
+    """Refuse to replace an entry by a less accurate model under the same name (same budget, same hardware).
+
+    A name stands for a budget: users pull the entry of their budget, so a replacement must not lose
+    accuracy there. On machine D a 2.5x search that stopped at 1.98x would have replaced the 1.8x ncnn
+    entry (71.90%) by a 68.61% model.
+
+    Raises:
+        ConfigError: ``top1`` below the existing entry's.
+    """
+    if old.metrics.top1 is not None and top1 < old.metrics.top1:
+        raise ConfigError(f"{old.name!r} on {old.hardware!r} has test top-1 {old.metrics.top1:.2f}%; this model has "
+                          f"{top1:.2f}%: replacing it would offer a worse model for the same budget. Publish it "
+                          "under another name (tag=...), or pass force=True (--force) to replace it anyway")
+
+
 def _f(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -484,7 +500,8 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
 
     Raises:
         ConfigError: Bad arguments, a duplicate name without ``replace_existing``, a target-named
-            entry whose measured lower bound misses the target without ``force``, or an ``int8``
+            entry whose measured lower bound misses the target without ``force``, a replacement less
+            accurate than the entry it replaces without ``force``, or an ``int8``
             platform without ``int8_onnx`` and ``int8_accuracy`` (and ``baseline_onnx``).
         ModelFileError: Weights or ONNX that do not fit the architecture.
     """
@@ -581,6 +598,8 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
         if index.has(name, hardware) and not replace_existing:
             raise ConfigError(f"zoo index {index_path} already has {name!r} on {hardware!r}; pass "
                               "replace_existing=True (--replace)")
+        if index.has(name, hardware) and not force:
+            _check_not_worse(index.get(name, hardware), acc.top1)
 
         network = _network(arch, channels_dict)
         if predictor is not None and predicted_latency is None:

@@ -208,6 +208,24 @@ def test_a_target_name_the_measured_lower_bound_misses_needs_force(tmp_path, res
     assert met.name.endswith(".s1p5x")
 
 
+def test_a_replacement_may_not_be_less_accurate_without_force(tmp_path, result_dir):
+    from compactnet.zoo.publish import AccuracyResult
+
+    acc = lambda top1: (lambda m: AccuracyResult(top1, "original", "h"))  # noqa: E731
+    index = tmp_path / "z" / "index.json"
+    lat = _fake_latency(1.6, 1.55, 1.7)
+    first = publish(result_dir, index, measure_latency=lat, measure_accuracy=acc(71.9), catalogue=False)
+    with pytest.raises(ConfigError, match=r"s1p5x.*71\.90%.*68\.61%.*force=True"):
+        publish(result_dir, index, measure_latency=lat, measure_accuracy=acc(68.61), catalogue=False,
+                replace_existing=True)
+    assert load_index(index).get(first.name).metrics.top1 == 71.9
+    # as accurate or better replaces; force replaces anyway
+    assert publish(result_dir, index, measure_latency=lat, measure_accuracy=acc(72.0), catalogue=False,
+                   replace_existing=True).metrics.top1 == 72.0
+    assert publish(result_dir, index, measure_latency=lat, measure_accuracy=acc(50.0), catalogue=False,
+                   replace_existing=True, force=True).metrics.top1 == 50.0
+
+
 def test_an_int8_platform_needs_the_int8_graph_and_its_own_top1(tmp_path, result_dir, base_weights):
     import onnx as onnx_lib
 
