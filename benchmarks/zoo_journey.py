@@ -55,10 +55,11 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def _speedup(index, files, platform: str, cache: Path) -> dict | None:
-    """The pulled entry vs the zoo's untrimmed entry, measured side by side (None: no base entry)."""
-    from compactnet.measure import compare
+    """The pulled entry vs the zoo's untrimmed entry, measured side by side as publishing measures them
+    (:func:`compactnet.zoo.publish.protocol_latency`; None: no base entry)."""
     from compactnet.zoo import pull
     from compactnet.zoo.entry import make_name
+    from compactnet.zoo.publish import protocol_latency
 
     base_name = make_name(files.entry.architecture, files.entry.dataset, platform)
     try:
@@ -66,9 +67,8 @@ def _speedup(index, files, platform: str, cache: Path) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - reported in the row, the journey goes on
         log.warning("no base entry to compare with (%s)", exc)
         return None
-    comp = compare([base.onnx.read_bytes(), files.onnx.read_bytes()], platform, names=["base", files.entry.name])
-    ratio, low, high = comp.speedups[1]
-    return {"speedup": float(ratio), "low": float(low), "high": float(high), "busy": bool(comp.busy)}
+    lat = protocol_latency()(files.onnx, base.onnx, platform)
+    return {"speedup": float(lat.speedup), "low": float(lat.speedup_low), "high": float(lat.speedup_high)}
 
 
 def journey(args: argparse.Namespace) -> list[dict]:
@@ -119,7 +119,7 @@ def table(rows: list[dict], hw: str) -> str:
             out.append(f"| {r['platform']} | {r['budget']:g}x | none: {r['message']} | | | | | |")
             continue
         m = r.get("measured")
-        meas = (f"{m['speedup']:.2f}x [{m['low']:.2f}, {m['high']:.2f}]" + (" BUSY" if m["busy"] else "")) if m else "—"
+        meas = f"{m['speedup']:.2f}x [{m['low']:.2f}, {m['high']:.2f}]" if m else "—"
         out.append(f"| {r['platform']} | {r['budget']:g}x | {r['entry']} | "
                    f"{'yes' if r['local'] else 'no (' + r['hardware'] + ')'} | {_fmt(r['claimed_top1'])} | "
                    f"{_fmt(r['top1'])} | {_fmt(r['card_speedup'], '{:.2f}x')} [{_fmt(r['card_speedup_low'])}] | "

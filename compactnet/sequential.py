@@ -67,6 +67,12 @@ def pooled(comparisons: Sequence[Any], n_boot: int = 2000) -> Any:
 
 
 KEEP = ("narrowest", "pooled")
+#: Defaults of the measurements that repeat a disturbed comparison (the search presets'
+#: :class:`~compactnet.search.schedule.Preset` and zoo publishing): an interval wider than 12% of its
+#: speedup is taken as disturbed, at most 2 comparisons more, the k-th one 5k seconds later.
+MAX_WIDTH = 0.12
+MAX_REPEATS = 2
+REPEAT_PAUSE_S = 5.0
 
 
 def compare_until(models: Sequence[Any], platform: Any, max_width: float | None = None, max_repeats: int = 2,
@@ -123,4 +129,4 @@ def compare_until(models: Sequence[Any], platform: Any, max_width: float | None 
     return result if keep_times or getattr(result, "times", None) is None else replace(result, times=None)
 
 
-__all__ = ["compare_until", "pooled", "relative_width", "KEEP"]
+__all__ = ["compare_until", "pooled", "relative_width", "KEEP", "MAX_WIDTH", "MAX_REPEATS", "REPEAT_PAUSE_S"]

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from compactnet.errors import ConfigError, bad_value
+from compactnet.sequential import MAX_REPEATS, MAX_WIDTH, REPEAT_PAUSE_S
 
 #: Table 3 of the paper: (T_init, N, d) -> T_final, per processor.
 TABLE3 = {
@@ -177,9 +178,9 @@ class Preset:
     align_tolerance: float = 0.1
     track: bool = False
     stop_margin: float = 0.0
-    max_width: float | None = 0.12
-    max_repeats: int = 2
-    repeat_pause_s: float = 5.0
+    max_width: float | None = MAX_WIDTH
+    max_repeats: int = MAX_REPEATS
+    repeat_pause_s: float = REPEAT_PAUSE_S
     winner_guard: float | None = 2.0
 
     def schedule(self, t_final: float) -> tuple[int, float]:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from compactnet.errors import CompactNetError, ConfigError, ModelFileError, bad_value
+from compactnet.sequential import MAX_REPEATS, MAX_WIDTH, REPEAT_PAUSE_S
 from compactnet.spec import Latency, NetworkSpec, Platform, hardware_id
 from compactnet.zoo.catalogue import write_catalogue
 from compactnet.zoo.entry import (FileRef, InputContract, Metrics, Provenance, ZooEntry, hardware_slug, latency_tag,
@@ -90,14 +91,14 @@ LatencyFn = Callable[[Path, "Path | None", str], LatencyResult]
 AccuracyFn = Callable[[Any], AccuracyResult]
 
 
-def protocol_latency(rounds: int = 10, max_width: float | None = 0.12, max_repeats: int = 2,
-                     pause_s: float = 5.0, isolated: bool = True, **kwargs: Any) -> LatencyFn:
+def protocol_latency(rounds: int = 10, max_width: float | None = MAX_WIDTH, max_repeats: int = MAX_REPEATS,
+                     repeat_pause_s: float = REPEAT_PAUSE_S, isolate: bool = True, **kwargs: Any) -> LatencyFn:
     """The default latency measurer: the search's protocol comparison, baseline first.
 
     The same measurement a search's final decision takes (:func:`compactnet.sequential.compare_until`
     over :func:`compactnet.isolated.compare_isolated`): timed in the memory-locked measuring worker, and
     a comparison whose 95% interval is wider than ``max_width`` (disturbed by a slow stretch of the
-    machine) measured again ``pause_s`` x k seconds later, the narrowest kept. On machine D a single
+    machine) measured again ``repeat_pause_s`` x k seconds later, the narrowest kept. On machine D a single
     in-process comparison read [1.27, ...] for a network its search had measured at 1.66x
     [1.61, 1.71] minutes before, and the entry was refused.
 
@@ -108,8 +109,8 @@ def protocol_latency(rounds: int = 10, max_width: float | None = 0.12, max_repea
         rounds: Interleaved rounds (the protocol needs at least 7).
         max_width: Widest acceptable interval relative to the speedup (None: one comparison).
         max_repeats: At most this many comparisons more.
-        pause_s: Seconds before the k-th repeat, times k.
-        isolated: Time in the measuring worker process (False: in this process).
+        repeat_pause_s: Seconds before the k-th repeat, times k.
+        isolate: Time in the measuring worker process (False: in this process).
         **kwargs: Passed to ``compare`` (``runs``, ``warmup``, ``busy``, ``max_load``, ...).
     """
 
@@ -122,8 +123,8 @@ def protocol_latency(rounds: int = 10, max_width: float | None = 0.12, max_repea
         models = [str(candidate)] if baseline is None else [str(baseline), str(candidate)]
         names = ["candidate"] if baseline is None else ["baseline", "candidate"]
         comp = compare_until(models, platform, max_width=max_width if baseline is not None else None,
-                             max_repeats=max_repeats, compare=compare_isolated if isolated else compare,
-                             pause_s=pause_s, names=names, rounds=rounds, **kwargs)
+                             max_repeats=max_repeats, compare=compare_isolated if isolate else compare,
+                             pause_s=repeat_pause_s, names=names, rounds=rounds, **kwargs)
         if comp.busy or not comp.protocol_ok:
             raise MeasurementError(f"the latency measurement on {platform} does not meet the protocol (busy={comp.busy}, "
                                    f"rounds={comp.rounds}); not publishing it: measure on an idle machine")
@@ -595,11 +596,12 @@ def publish_model(weights: str | os.PathLike, arch: str, index_path: str | os.Pa
             tag = speedup_tag(max(1.0, math.floor(sure * 10 + 1e-9) / 10))
         name = make_name(arch, dataset, plat_key, tag)
         hardware = lat.platform.hardware or hardware_id()
-        if index.has(name, hardware) and not replace_existing:
-            raise ConfigError(f"zoo index {index_path} already has {name!r} on {hardware!r}; pass "
-                              "replace_existing=True (--replace)")
-        if index.has(name, hardware) and not force:
-            _check_not_worse(index.get(name, hardware), acc.top1)
+        if index.has(name, hardware):
+            if not replace_existing:
+                raise ConfigError(f"zoo index {index_path} already has {name!r} on {hardware!r}; pass "
+                                  "replace_existing=True (--replace)")
+            if not force:
+                _check_not_worse(index.get(name, hardware), acc.top1)
 
         network = _network(arch, channels_dict)
         if predictor is not None and predicted_latency is None:

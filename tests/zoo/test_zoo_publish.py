@@ -333,13 +333,13 @@ def test_protocol_latency_repeats_a_disturbed_comparison(tmp_path, monkeypatch):
 
     monkeypatch.setattr(measure, "compare", fake_compare)
     monkeypatch.setattr(sequential.time, "sleep", sleeps.append)
-    run = protocol_latency(rounds=9, isolated=False, pause_s=5.0)
+    run = protocol_latency(rounds=9, isolate=False, repeat_pause_s=5.0)
     res = run(tmp_path / "cand.onnx", tmp_path / "base.onnx", PLATFORM)
     assert len(calls) == 2 and sleeps == [5.0]
     assert calls[0][1] == ["baseline", "candidate"] and calls[0][2] == 9
     assert (res.speedup, res.speedup_low, res.speedup_high) == (1.66, 1.61, 1.71)
     # one comparison when the interval is narrow enough, or for a baseline timed alone
     calls.clear()
-    protocol_latency(isolated=False, max_width=0.5)(tmp_path / "c.onnx", tmp_path / "b.onnx", PLATFORM)
-    protocol_latency(isolated=False)(tmp_path / "c.onnx", None, PLATFORM)
+    protocol_latency(isolate=False, max_width=0.5)(tmp_path / "c.onnx", tmp_path / "b.onnx", PLATFORM)
+    protocol_latency(isolate=False)(tmp_path / "c.onnx", None, PLATFORM)
     assert len(calls) == 2
